@@ -1,0 +1,1 @@
+"""gpvton_core."""

@@ -1,0 +1,86 @@
+"""The Arrow schemas of every table gpvton writes: the single source of truth.
+
+Readers accept empty shards (Beam may leave some shard files empty) and check the schema
+version in ``manifest.json``. Images and masks are PNG bytes so that shards stay compact and
+lossless; masks/label maps are single-channel (mode ``L``) PNGs holding the integer labels.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+CATEGORIES = ("upper", "lower", "dresses")
+
+PERSONS = pa.schema([
+    pa.field("person_id", pa.string(), nullable=False),
+    pa.field("categories", pa.list_(pa.string()), nullable=False),   # garment categories this photo takes
+    pa.field("source", pa.string(), nullable=False),                  # vitonhd / dresscode / manifest / synthetic
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("image_png", pa.binary(), nullable=False),               # RGB
+    pa.field("parsing_png", pa.binary(), nullable=False),             # 29-label GP-VTON parsing (L)
+    pa.field("densepose_png", pa.binary(), nullable=False),           # DensePose part index 0..24 (L)
+    pa.field("keypoints", pa.list_(pa.float32()), nullable=False),    # BODY_25 x,y,conf ×25 (pixels)
+    pa.field("worn_garment_id", pa.string()),                         # paired datasets: garment worn
+    pa.field("pc_ratio", pa.float32()),                               # DGT person–garment ratio
+    pa.field("provenance", pa.string(), nullable=False),              # JSON: given vs derived, versions
+])
+
+GARMENTS = pa.schema([
+    pa.field("garment_id", pa.string(), nullable=False),
+    pa.field("category", pa.string(), nullable=False),                # upper / lower / dresses
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("image_png", pa.binary(), nullable=False),               # RGB (background as photographed)
+    pa.field("mask_png", pa.binary(), nullable=False),                # garment mask, L, {0,255}
+    pa.field("parts_png", pa.binary(), nullable=False),               # L: 0 bg, 1 left, 2 middle, 3 right
+    pa.field("provenance", pa.string(), nullable=False),
+])
+
+ERRORS = pa.schema([
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),                    # person / garment / pair
+    pa.field("stage", pa.string(), nullable=False),                   # read / decode / derive / ...
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string()),
+])
+
+UNITS = pa.schema([
+    pa.field("unit_id", pa.int32(), nullable=False),
+    pa.field("category", pa.string(), nullable=False),
+    pa.field("person_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("garment_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("pairs", pa.list_(pa.struct([("person_id", pa.string()),
+                                          ("garment_id", pa.string())])), nullable=False),
+])
+
+FLAGS = ("ok", "warn", "fail", "error")
+
+SCORES = pa.schema([
+    pa.field("unit_id", pa.int32(), nullable=False),
+    pa.field("person_id", pa.string(), nullable=False),
+    pa.field("garment_id", pa.string(), nullable=False),
+    pa.field("category", pa.string(), nullable=False),
+    pa.field("paired", pa.bool_(), nullable=False),                   # garment is the one the person wears
+    pa.field("output_uri", pa.string()),                              # null when the pair errored
+    pa.field("output_key", pa.string()),                              # relative to the job root
+    pa.field("warp_miou", pa.float32()),
+    pa.field("preserve_ssim", pa.float32()),
+    pa.field("ssim", pa.float32()),                                   # paired only
+    pa.field("parse_miou", pa.float32()),                             # paired only
+    pa.field("flag", pa.string(), nullable=False),                    # ok / warn / fail / error
+    pa.field("reason", pa.string()),                                  # why warn / fail
+    pa.field("error", pa.string()),                                   # the exception, for error rows
+    pa.field("seconds", pa.float32()),                                # model time attributed to the pair
+])
+
+TABLES = {"persons": PERSONS, "garments": GARMENTS, "errors": ERRORS}
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()

@@ -1,0 +1,71 @@
+"""Shared test fixtures: the licensed sample data, a real S3 server, a local Ray cluster.
+
+Data from ../shared/data is read in place (never copied into the repository). When it is absent
+the tests that need it skip, except under CI=true, where they fail: CI must exercise them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GPVTON_SHARED", REPO.parent / "shared"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"required shared material missing under CI: {path}")
+        pytest.skip(f"shared material not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (VITON-HD and Dress Code samples; non-commercial licence)."""
+    return _require(SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def vitonhd_root(shared_data: Path) -> Path:
+    return _require(shared_data / "vitonhd")
+
+
+@pytest.fixture(scope="session")
+def dresscode_root(shared_data: Path) -> Path:
+    return _require(shared_data / "dresscode")
+
+
+@pytest.fixture(scope="session")
+def spec_dir() -> Path:
+    """../shared/spec (model spec, checkpoint key tables, parity fixtures)."""
+    return _require(SHARED / "spec")
+
+
+@pytest.fixture(scope="session")
+def local_s3():
+    """A real S3 API (moto server mode) on 127.0.0.1 for the whole session, with one bucket."""
+    from infra.s3_local import LocalS3
+
+    server = LocalS3("gpvton-test").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance shared by the session (ray.init costs ~5 s and ~0.7 GB).
+
+    num_cpus=4 on a 2-core machine: Ray's logical CPUs, so fractional actors and Ray Data's read
+    tasks cannot deadlock each other (see ../shared/notes/ENVIRONMENT.md).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, object_store_memory=300 * 1024 * 1024, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
