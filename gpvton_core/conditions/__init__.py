@@ -1,0 +1,15 @@
+"""Condition derivation for GP-VTON: pure functions (NumPy/PyTorch/Pillow, no file I/O).
+
+Modules:
+  pose       BODY_25 keypoints (OpenPose JSON, Dress Code COCO-18), scaling, 25-channel pose map
+  densepose  part-index one-hot, colour-rendering inversion
+  parsing    29-label GP-VTON parsing from LIP-/ATR-style parsings + pose; IoU scoring
+  garment    garment mask from a white background, garment part parsing (left/middle/right)
+  masks      preserve masks, palm rule, official part masks/labels, person-side targets, skin colour
+  ratio      DGT person–garment ratio (pc_ratio)
+  resize     fit any image to the working resolution (3:4, centre crop/pad)
+
+Every image-like array is H×W (×C) NumPy; label maps are uint8.
+"""
+
+DERIVATION_VERSION = "1.0.0"

@@ -1,0 +1,1 @@
+"""Preprocess: raw catalogues / datasets → condition shards (Parquet), run with Apache Beam."""

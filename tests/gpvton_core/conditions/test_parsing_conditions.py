@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpvton_core.conditions import parsing as ps
+from gpvton_core.conditions.pose import body25_from_openpose, coco18_to_body25, scale_keypoints
+
+
+def _body(H=512, W=384):
+    k = np.zeros((25, 3), np.float32)
+    k[1] = (192, 100, 1)                     # neck
+    k[2], k[5] = (142, 100, 1), (242, 100, 1)   # R/L shoulder (L on the image right)
+    k[3], k[6] = (100, 170, 1), (284, 170, 1)   # elbows, arms spread outwards
+    k[4], k[7] = (80, 240, 1), (304, 240, 1)
+    k[8] = (192, 280, 1)
+    k[9], k[12] = (162, 280, 1), (222, 280, 1)
+    k[10], k[13] = (160, 380, 1), (224, 380, 1)
+    k[0] = (192, 50, 1)
+    return k
+
+
+def test_split_sleeves_synthetic_tshirt_and_sleeveless():
+    k = _body()
+    H, W = 512, 384
+    torso = np.zeros((H, W), bool)
+    torso[95:280, 142:243] = True
+    yy, xx = np.mgrid[0:H, 0:W]
+    left_sleeve = (np.abs((xx - 242) * 70 - (yy - 100) * 42) / np.hypot(70, 42) < 18) & (yy > 100) & (yy < 165) & (xx > 243)
+    right_sleeve = np.fliplr(left_sleeve)
+    region = torso | left_sleeve | right_sleeve
+    t, l, r = ps.split_sleeves(region, k)
+    assert not (t & l).any() and not (t & r).any() and not (l & r).any()
+    assert ((t | l | r) == region).all()
+    assert (l & left_sleeve).sum() > 0.8 * left_sleeve.sum()    # person's left = image right
+    assert (r & right_sleeve).sum() > 0.8 * right_sleeve.sum()
+    assert (t & torso).sum() > 0.95 * torso.sum()
+    # sleeveless: the upper-arm bones are not covered → empty sleeves
+    t2, l2, r2 = ps.split_sleeves(torso, k)
+    assert not l2.any() and not r2.any() and (t2 == torso).all()
+    # no shoulders → no split possible
+    k2 = k.copy()
+    k2[2] = 0
+    t3, l3, r3 = ps.split_sleeves(region, k2)
+    assert (t3 == region).all() and not l3.any()
+
+
+def test_lip_and_atr_conversion_tables():
+    k = _body()
+    lip = np.zeros((512, 384), np.uint8)
+    lip[10:40, 150:230] = 13      # face
+    lip[60:95, 170:210] = 10      # neck skin
+    lip[200:250, 300:320] = 14    # LIP left arm
+    lip[200:250, 60:80] = 15
+    lip[300:500, 150:190] = 9     # pants (right leg side, image left)
+    lip[300:500, 200:240] = 9
+    gp = ps.from_lip(lip, k)
+    assert gp[20, 200] == 14 and gp[70, 190] == 11 and gp[220, 310] == 15 and gp[220, 70] == 16
+    assert gp[400, 160] == 10 and gp[400, 230] == 9   # person's left pants = image right
+    atr = np.zeros((512, 384), np.uint8)
+    atr[20:95, 160:220] = 11      # head incl. neck
+    atr[200:250, 300:320] = 14
+    atr[300:500, 200:240] = 12
+    atr[500:510, 200:240] = 9
+    gp = ps.from_atr(atr, k)
+    chin = 50 + ps.CHIN_RATIO * 50
+    assert gp[int(chin) - 2, 190] == 14 and gp[int(chin) + 2, 190] == 11
+    assert gp[220, 310] == 15 and gp[400, 220] == 17 and gp[505, 220] == 19
+    with pytest.raises(ps.ParsingError):
+        ps.from_atr(np.full((4, 4), 18, np.uint8), k)
+    with pytest.raises(ps.ParsingError):
+        ps.from_lip(np.full((4, 4), 20, np.uint8), k)
+
+
+def test_class_iou():
+    a = np.array([[5, 5, 21, 0]])
+    b = np.array([[5, 21, 21, 0]])
+    iou = ps.class_iou(a, b, (5, 21, 22))
+    assert iou == {5: 0.5, 21: 0.5}
+    assert ps.mean_iou(iou) == 0.5
+
+
+def test_derived_parsing_vs_gpvton_release(vitonhd_root):
+    """Derived 29-label parsing (LIP + pose) scored against GP-VTON's parse-bytedance_512."""
+    per = {}
+    root = vitonhd_root / "test"
+    ids = sorted(p.stem for p in (root / "parse-bytedance_512").glob("*.png"))
+    assert len(ids) == 6
+    for i in ids:
+        ref = np.asarray(Image.open(root / "parse-bytedance_512" / f"{i}.png"))[..., 0]
+        lip = np.asarray(Image.open(root / "image-parse-v3" / f"{i}.png").resize((384, 512), Image.NEAREST))
+        k = body25_from_openpose(json.loads((root / "openpose_json" / f"{i}_keypoints.json").read_text()))
+        k = scale_keypoints(k, (1024, 768), (512, 384))
+        for c, v in ps.class_iou(ps.from_lip(lip, k), ref).items():
+            per.setdefault(c, []).append(v)
+    ious = {c: float(np.mean(v)) for c, v in sorted(per.items())}
+    miou = ps.mean_iou(ious)
+    print("derived parsing IoU vs parse-bytedance_512:", {c: round(v, 3) for c, v in ious.items()},
+          f"mIoU {miou:.3f}")
+    assert miou > 0.8
+    assert ious[5] > 0.85 and ious[11] > 0.85 and ious[21] > 0.7 and ious[22] > 0.65
+
+
+def test_dresscode_keypoints_map_onto_parsing(dresscode_root):
+    """COCO → BODY_25 puts LShoulder on the image right, where ATR's left arm is."""
+    d = dresscode_root / "upper_body"
+    k = coco18_to_body25(json.loads((d / "keypoints" / "000000_2.json").read_text())["keypoints"])
+    atr = np.asarray(Image.open(d / "label_maps" / "000000_4.png").resize((384, 512), Image.NEAREST))
+    gp = ps.from_atr(atr, k)
+    assert k[5, 0] > k[2, 0]
+    xs = np.nonzero(gp == 15)[1]
+    assert xs.mean() > 192 and set(np.unique(gp)) <= set(range(29))
