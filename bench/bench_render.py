@@ -1,0 +1,142 @@
+"""Render pipeline efficiency: end-to-end pairs/s ÷ model-only pairs/s, and the 1 → 2 actor speed-up.
+
+    python bench/bench_render.py [--persons 6] [--garments 6] [--size 256] [--width 0.0625]
+
+* **model-only**: the same networks (same width, seed, thread count as one actor) on the same
+  cross product, inputs already decoded in memory: encode every garment and person once, then
+  decode + assemble + generate every pair in batches. No shard reads, no scores, no image
+  encoding, no writes, no Ray.
+* **end-to-end**: ``run_job`` on Ray (Ray already initialised, so ``ray.init`` is not counted;
+  actor start-up and model construction are), writing images, scores Parquet and markers.
+  ``pipeline_efficiency`` = e2e(1 actor) / model-only (goal ≥ 0.9); ``actor_speedup`` =
+  e2e(2 actors) / e2e(1 actor). The steady-state efficiency (actor start-up excluded, from the
+  actors' per-unit timings) is reported too.
+
+Results go to ``bench/results/render.json`` with the machine's load average (other processes
+on a shared 2-core box distort every number: compare within one run only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def model_only(shards: Path, variant: str, width: float, batch_size: int, threads: int) -> dict:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from gpvton_core import inputs as gi
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.warp import GarmentFeatures, LFGPWarp, PersonFeatures
+    from workers.render_actor import decode_png
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    warp, gen = LFGPWarp(variant, width).eval(), TryOnGenerator(width).eval()
+    prow = [r for r in pq.read_table(shards / "persons" / "part-00000.parquet").to_pylist() if "upper" in r["categories"]]
+    grow = [r for r in pq.read_table(shards / "garments" / "part-00000.parquet").to_pylist() if r["category"] == "upper"]
+    P = [gi.person_inputs(r["person_id"], decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
+                          decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32), "upper", variant)
+         for r in prow]
+    G = [gi.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
+                           decode_png(r["parts_png"], "L"), "upper", variant) for r in grow]
+    pairs = [(i, j) for i in range(len(P)) for j in range(len(G))]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        gs = gi.stack_garments(G)
+        ps = gi.stack_persons(P)
+        gf = warp.encode_garment(gs["garment_input"])
+        pf = warp.encode_person(ps["cond"])
+        for s in range(0, len(pairs), batch_size):
+            chunk = pairs[s:s + batch_size]
+            pi, gj = [i for i, _ in chunk], [j for _, j in chunk]
+            b = len(chunk)
+            pm = gs["part_masks"][gj]
+            out = warp.decode(GarmentFeatures.select(gf, gj), PersonFeatures.select(pf, pi),
+                              torch.cat([pm[:, k] for k in range(3)], 0), ps["preserve_warp"][pi])
+            cls, ext = [gi.part_classes(variant, "upper")] * b, [gi.extra_classes(variant, "upper")] * b
+            asm = gi.assemble(out.last_flow, out.seg_logits, gs["image"][gj], pm, ps["preserve_warp"][pi], cls, ext)
+            cloth = gi.quantise(asm.cloth)
+            x, gm = gi.generator_input(ps["image"][pi] * ps["preserve_gen"][pi], cloth, asm.label, ps["skin"][pi],
+                                       ps["pose"][pi], cls, ext)
+            gi.compose(gen.infer(x), cloth, gm)
+    el = time.perf_counter() - t0
+    return {"pairs": len(pairs), "seconds": el, "pairs_per_second": len(pairs) / el}
+
+
+def end_to_end(shards: Path, out: Path, actors: int, width: float, batch_size: int, unit_size: int) -> dict:
+    from infra.storage import Storage
+    from pipelines.render import RenderConfig, run_job
+
+    cfg = RenderConfig(shards=str(shards), output=str(out), runner="ray", actors=actors, num_cpus=1.0,
+                       categories=["upper"], model={"variant": "vitonhd", "width": width},
+                       batch_size=batch_size, unit_size=unit_size, progress=False)
+    res = run_job(cfg)
+    st = Storage(str(out))
+    infos = [st.read_json(k) for k in st.list("scores", ".done")]
+    busy = sum(i["seconds"] for i in infos)
+    return {"actors": actors, "pairs": res.summary["pairs"], "seconds": res.summary["render_seconds"],
+            "pairs_per_second": res.summary["pairs_per_second"], "unit_seconds_sum": busy,
+            "steady_pairs_per_second_per_actor": res.summary["pairs"] / busy if busy else None,
+            "units": len(infos)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=6)
+    ap.add_argument("--garments", type=int, default=18, help="catalogue garments (about 1/3 are upper)")
+    ap.add_argument("--size", type=int, default=256, choices=[128, 256, 512])
+    ap.add_argument("--width", type=float, default=0.0625)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--unit-size", type=int, default=12)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "render.json"))
+    args = ap.parse_args()
+
+    import ray
+
+    from pipelines.demo import SIZES, shards_from_manifest
+    from pipelines.synthetic import make_catalogue
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    h, w = SIZES[args.size]
+    make_catalogue(tmp / "cat", n_garments=args.garments, n_persons=args.persons, height=h, width=w, seed=0)
+    shards_from_manifest(tmp / "cat", tmp / "shards")
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+             object_store_memory=256 * 1024 * 1024)
+    load0 = os.getloadavg()
+    mo = model_only(tmp / "shards", "vitonhd", args.width, args.batch_size, threads=1)
+    e1 = end_to_end(tmp / "shards", tmp / "job1", 1, args.width, args.batch_size, args.unit_size)
+    e2 = end_to_end(tmp / "shards", tmp / "job2", 2, args.width, args.batch_size, args.unit_size)
+    ray.shutdown()
+    result = {
+        "machine": {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+                    "gpu": False},
+        "setup": {"resolution": [h, w], "width": args.width, "variant": "vitonhd", "batch_size": args.batch_size,
+                  "unit_size": args.unit_size, "threads_per_actor": 1, "pairs": mo["pairs"],
+                  "note": "random-init networks at the given width (official width is far too slow on 2 CPU cores)"},
+        "model_only": mo, "end_to_end_1_actor": e1, "end_to_end_2_actors": e2,
+        "pipeline_efficiency": e1["pairs_per_second"] / mo["pairs_per_second"],
+        "pipeline_efficiency_steady": (e1["steady_pairs_per_second_per_actor"] or 0) / mo["pairs_per_second"],
+        "actor_speedup_1_to_2": e2["pairs_per_second"] / e1["pairs_per_second"],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("pipeline_efficiency", "pipeline_efficiency_steady",
+                                             "actor_speedup_1_to_2")}, indent=2))
+    print(f"model-only {mo['pairs_per_second']:.2f} pairs/s; e2e 1 actor {e1['pairs_per_second']:.2f}; "
+          f"2 actors {e2['pairs_per_second']:.2f} → {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Render jobs in process (runner: local): outputs exactly once, resume after a kill, failing pairs, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from infra.storage import sanitize_id
+from pipelines.config import ConfigError
+from pipelines.demo import shards_from_manifest
+from pipelines.render import RenderConfig, run_job
+from pipelines.synthetic import make_catalogue
+
+REPO = Path(__file__).resolve().parents[2]
+# small and fast: VITON-HD variant, upper garments only, 3 persons × 2 garments at 128×96
+BASE = dict(runner="local", categories=["upper"], model={"variant": "vitonhd", "width": 0.0625},
+            garments={"include": ["g0002", "g0007"]}, unit_size=2, batch_size=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("job")
+    make_catalogue(root / "cat", n_garments=9, n_persons=4, height=128, width=96, seed=0)
+    shards_from_manifest(root / "cat", root / "shards")
+    return root / "shards"
+
+
+def expected_pairs(shards: Path) -> set[tuple[str, str]]:
+    persons = pq.read_table(shards / "persons" / "part-00000.parquet", columns=["person_id", "categories"])
+    ps = [r["person_id"] for r in persons.to_pylist() if "upper" in r["categories"]]
+    return {(p, g) for p in ps for g in ("g0002", "g0007")}
+
+
+def check_job(job: Path, pairs: set[tuple[str, str]], fmt: str = "jpg") -> pa.Table:
+    """Every pair has exactly one score row and (unless errored) exactly one image; nothing else."""
+    tables = [pq.read_table(f) for f in sorted((job / "scores").glob("unit-*.parquet"))]
+    for f in sorted((job / "scores").glob("unit-*.parquet")):
+        assert Path(str(f) + ".done").exists()
+    scores = pa.concat_tables(tables)
+    got = [(r["person_id"], r["garment_id"]) for r in scores.to_pylist()]
+    assert sorted(got) == sorted(pairs) and len(got) == len(set(got))
+    renders = sorted(str(p.relative_to(job)) for p in (job / "renders").rglob(f"*.{fmt}"))
+    want = sorted(f"renders/upper/{sanitize_id(p)}/{sanitize_id(g)}.{fmt}" for (p, g), flag in
+                  zip(got, scores.column("flag").to_pylist()) if flag != "error")
+    assert renders == want
+    assert not list(job.rglob(".tmp-*"))
+    return scores
+
+
+def test_local_job_exactly_once_then_rerun_is_a_noop(shards, tmp_path):
+    job = tmp_path / "job"
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), **BASE))
+    assert res.exit_code == 0
+    pairs = expected_pairs(shards)
+    scores = check_job(job, pairs)
+    assert set(scores.column("flag").to_pylist()) <= {"ok", "warn", "fail"}
+    assert all(v is not None for v in scores.column("warp_miou").to_pylist())
+    meta = json.loads((job / "job.json").read_text())
+    assert meta["random_weights"] and "RANDOM WEIGHTS" in meta["model_note"]
+    assert meta["variant"] == "vitonhd" and meta["package_version"]
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["pairs"] == len(pairs) and sum(summary["counts"].values()) == len(pairs)
+    assert pq.read_table(job / "plan" / "units.parquet").num_rows == summary["units"] == 3
+    markers = {p: p.stat().st_mtime_ns for p in (job / "scores").glob("*.done")}
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), **BASE))
+    assert res.exit_code == 0 and res.summary["units_skipped_done"] == 3
+    assert res.summary["pairs_rendered_this_run"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (job / "scores").glob("*.done")} == markers
+    # a different plan is refused, --force re-renders
+    other = dict(BASE, garments={"include": ["g0002"]}, persons={"include": ["p0000"]})
+    with pytest.raises(ConfigError, match="different plan"):
+        run_job(RenderConfig(shards=str(shards), output=str(job), **other))
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), force=True, **other))
+    assert res.exit_code == 0 and res.summary["pairs"] == 1 and res.summary["units_skipped_done"] == 0
+    assert sorted(p.relative_to(job).as_posix() for p in (job / "renders").rglob("*.jpg")) == \
+        ["renders/upper/p0000/g0002.jpg"]
+
+
+def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
+    # shards copy with one corrupt person image
+    bad = tmp_path / "shards"
+    for sub in ("garments", "errors"):
+        (bad / sub).mkdir(parents=True)
+        (bad / sub / "part-00000.parquet").write_bytes((shards / sub / "part-00000.parquet").read_bytes())
+    (bad / "manifest.json").write_text((shards / "manifest.json").read_text())
+    persons = pq.read_table(shards / "persons" / "part-00000.parquet").to_pylist()
+    persons[1]["image_png"] = b"not a png"
+    (bad / "persons").mkdir()
+    pq.write_table(pa.Table.from_pylist(persons, schema=pq.read_schema(shards / "persons" / "part-00000.parquet")),
+                   bad / "persons" / "part-00000.parquet")
+    monkeypatch.setenv("GPVTON_FAULT_NAN_PAIRS", f"{persons[0]['person_id']}/g0007")
+    job = tmp_path / "job"
+    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_failed_fraction=0.05, **BASE))
+    assert res.exit_code == 1                                        # 3 of 6 pairs failed > 5 %
+    scores = check_job(job, expected_pairs(shards))
+    errors = {(r["person_id"], r["garment_id"]): r["error"] for r in scores.to_pylist() if r["flag"] == "error"}
+    assert errors[(persons[0]["person_id"], "g0007")] == "non-finite values in the try-on output"
+    for g in ("g0002", "g0007"):
+        assert "bad input row" in errors[(persons[1]["person_id"], g)]
+    assert len(errors) == 3
+    assert json.loads((job / "summary.json").read_text())["counts"]["error"] == 3
+    # the same job with a tolerant limit exits 0 (nothing re-rendered: all units are done)
+    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_failed_fraction=0.6, **BASE))
+    assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 0
+
+
+def test_resume_after_kill(shards, tmp_path):
+    job = tmp_path / "job"
+    cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
+           "--runner", "local", "--unit-size", "1", "--batch-size", "1", "--no-progress",
+           "--set", "categories=[upper]", "--set", "model.variant=vitonhd", "--set", "model.width=0.0625",
+           "--set", "garments.include=[g0002, g0007]"]
+    env = dict(os.environ, GPVTON_FAULT_SLOW_UNIT_S="0.5", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((job / "scores").glob("*.done"))) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in (job / "scores").glob("*.done")}
+    assert 2 <= len(done_before) < 6, "the kill must land midway"
+    res = run_job(RenderConfig(shards=str(shards), output=str(job),
+                               **dict(BASE, unit_size=1, batch_size=1)))
+    assert res.exit_code == 0
+    check_job(job, expected_pairs(shards))
+    assert res.summary["units_skipped_done"] == len(done_before)
+    assert res.summary["pairs_rendered_this_run"] == 6 - len(done_before)
+    for name, (mtime, text) in done_before.items():       # done units were not recomputed
+        p = job / "scores" / name
+        assert (p.stat().st_mtime_ns, p.read_text()) == (mtime, text)
+
+
+def test_cli_exit_codes(shards, tmp_path):
+    from pipelines.cli import main
+
+    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress",
+            "--set", "categories=[upper]", "--set", "model.variant=vitonhd", "--set", "model.width=0.0625",
+            "--set", "garments.include=[g0002]", "--set", "persons.include=[p0000]", "--format", "png"]
+    assert main(args + ["--output", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "renders" / "upper" / "p0000" / "g0002.png").exists()
+    # every pair 'fails' its quality thresholds and fail_flags counts 'fail' → exit 1
+    assert main(args + ["--output", str(tmp_path / "strict"), "--set", "fail_flags=[error, fail]",
+                        "--set", "thresholds.warp_miou={warn: 1.01, fail: 1.01}"]) == 1
+    assert main(args + ["--output", str(tmp_path / "bad"), "--set", "thresholds.warp_miou={warn: 0.1, fail: 0.5}"]) == 2
+
+
+def test_checkpoints_hashes_and_wrong_kind(shards, tmp_path):
+    import hashlib
+
+    import torch
+
+    from gpvton_core.checkpoints import save_safetensors
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.warp import LFGPWarp
+    from pipelines.cli import main
+
+    torch.manual_seed(1)
+    warp, gen = tmp_path / "warp.safetensors", tmp_path / "gen.safetensors"
+    save_safetensors(LFGPWarp("vitonhd", 0.0625), warp)
+    save_safetensors(TryOnGenerator(0.0625), gen)
+    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress",
+            "--set", "categories=[upper]", "--set", "garments.include=[g0002]", "--set", "persons.include=[p0000]"]
+    assert main(args + ["--output", str(tmp_path / "swapped"), "--warp-checkpoint", str(gen),
+                        "--generator-checkpoint", str(warp)]) == 2
+    assert main(args + ["--output", str(tmp_path / "mixed"), "--warp-checkpoint", str(warp),
+                        "--generator-checkpoint", str(gen), "--set", "categories=[upper, lower]"]) == 2
+    job = tmp_path / "ok"
+    assert main(args + ["--output", str(job), "--warp-checkpoint", str(warp), "--generator-checkpoint", str(gen)]) == 0
+    meta = json.loads((job / "job.json").read_text())
+    assert not meta["random_weights"] and "RANDOM" not in meta["model_note"]
+    assert meta["checkpoints"]["warp"]["sha256"] == hashlib.sha256(warp.read_bytes()).hexdigest()
+    assert meta["checkpoint_meta"]["warp"] == {"kind": "warp_vitonhd", "width": 0.0625}
+    assert (job / "renders" / "upper" / "p0000" / "g0002.jpg").exists()
+
+
+def test_lost_unit_fails_the_job_and_the_rerun_completes_it(shards, tmp_path, monkeypatch):
+    job = tmp_path / "job"
+    small = dict(BASE, persons={"include": ["p0000", "p0001"]})
+    monkeypatch.setenv("GPVTON_FAULT_RAISE_UNIT", "1")
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), **small))
+    assert res.exit_code == 1
+    assert res.summary["units_lost"] == [1] and res.summary["missing"] == 2
+    assert "injected failure" in res.summary["lost_errors"][0]
+    assert not (job / "scores" / "unit-00001.parquet.done").exists()
+    monkeypatch.delenv("GPVTON_FAULT_RAISE_UNIT")
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), **small))
+    assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 2
+    check_job(job, {pg for pg in expected_pairs(shards) if pg[0] in ("p0000", "p0001")})

@@ -1,0 +1,101 @@
+"""Render planning: deterministic units, pairing modes, filters, configuration errors (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError
+from pipelines.demo import shards_from_manifest
+from pipelines.render import RenderConfig, plan_digest, plan_units, read_catalogue, s3_settings
+from pipelines.synthetic import make_catalogue
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("plan")
+    make_catalogue(root / "cat", n_garments=9, n_persons=6, height=128, width=96, seed=1)
+    shards_from_manifest(root / "cat", root / "shards")
+    return root / "shards"
+
+
+def _plan(shards: Path, **kw):
+    cfg = RenderConfig(shards=str(shards), output=str(shards.parent / "job"), **kw)
+    persons, garments, index, _ = read_catalogue(cfg, s3_settings(cfg))
+    return cfg, persons, garments, index
+
+
+def test_cross_plan_covers_every_compatible_pair_once(shards):
+    cfg, persons, garments, index = _plan(shards, unit_size=4)
+    units = plan_units(cfg, persons, garments)
+    p_cats = {r["person_id"]: set(r["categories"]) for r in persons.to_pylist()}
+    expected = {(p, r["garment_id"]) for r in garments.to_pylist() for p, cs in p_cats.items() if r["category"] in cs}
+    got = [(q["person_id"], q["garment_id"]) for u in units for q in u["pairs"]]
+    assert len(got) == len(set(got)) and set(got) == expected
+    g_cat = {r["garment_id"]: r["category"] for r in garments.to_pylist()}
+    for u in units:
+        assert 1 <= len(u["pairs"]) <= 4
+        assert all(g_cat[q["garment_id"]] == u["category"] for q in u["pairs"])
+        assert set(u["person_ids"]) == {q["person_id"] for q in u["pairs"]}
+        assert set(u["garment_ids"]) == {q["garment_id"] for q in u["pairs"]}
+    assert [u["unit_id"] for u in units] == list(range(len(units)))
+    # deterministic
+    assert plan_digest(plan_units(cfg, persons, garments)) == plan_digest(units)
+    # every id is in the index
+    assert set(index["persons"]) == set(p_cats) and set(index["garments"]) == set(g_cat)
+
+
+def test_units_reuse_features_block_structure(shards):
+    cfg, persons, garments, _ = _plan(shards, unit_size=4, categories=["upper"])
+    units = plan_units(cfg, persons, garments)
+    for u in units:  # a block: pairs = persons × garments of the unit
+        assert len(u["pairs"]) == len(u["person_ids"]) * len(u["garment_ids"]) or len(u["pairs"]) <= 4
+
+
+def test_filters_and_categories(shards):
+    cfg, persons, garments, _ = _plan(shards, persons={"exclude": ["p0000"]}, garments={"include": ["g000[0-4]"]},
+                                      categories=["lower"])
+    units = plan_units(cfg, persons, garments)
+    pairs = [(q["person_id"], q["garment_id"]) for u in units for q in u["pairs"]]
+    assert pairs and all(p != "p0000" for p, _ in pairs)
+    assert all(g in {"g0000", "g0001", "g0002", "g0003", "g0004"} for _, g in pairs)
+    assert {u["category"] for u in units} == {"lower"}
+
+
+def test_paired_and_pairs_file(shards, tmp_path):
+    cfg, persons, garments, _ = _plan(shards, pairing="paired")
+    units = plan_units(cfg, persons, garments)
+    worn = {r["person_id"]: r["worn_garment_id"] for r in persons.to_pylist()}
+    got = {(q["person_id"], q["garment_id"]) for u in units for q in u["pairs"]}
+    assert got == set(worn.items())
+    assert all(u["worn"][q["person_id"]] == q["garment_id"] for u in units for q in u["pairs"])
+
+    f = tmp_path / "pairs.txt"
+    p0, g0 = next(iter(worn.items()))
+    f.write_text(f"# person garment\n{p0} {g0}\n{p0} {g0}\nnobody g0000\n")
+    cfg, persons, garments, _ = _plan(shards, pairing="pairs", pairs_file=str(f))
+    units = plan_units(cfg, persons, garments, [(p0, g0), (p0, g0), ("nobody", "g0000")])
+    assert [(q["person_id"], q["garment_id"]) for u in units for q in u["pairs"]] == [(p0, g0)]
+    with pytest.raises(ConfigError, match="none of the"):
+        plan_units(cfg, persons, garments, [("nobody", "g0000")])
+
+
+def test_config_errors_exit_2(shards, tmp_path, capsys):
+    from pipelines.cli import main
+
+    assert main(["render", "--output", str(tmp_path / "j")]) == 2                      # no shards
+    assert "missing shards" in capsys.readouterr().err
+    assert main(["render", "--shards", str(tmp_path / "none"), "--output", str(tmp_path / "j")]) == 2
+    assert "no persons shards" in capsys.readouterr().err
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--set", "batch_sise=2"]) == 2
+    assert "batch_sise" in capsys.readouterr().err
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--resolution", "512"]) == 2
+    assert "resolution 512" in capsys.readouterr().err
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"),
+                 "--warp-checkpoint", str(tmp_path / "missing.pth")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"shards: {shards}\noutput: {tmp_path / 'j'}\npairing: pairs\n")
+    assert main(["render", "--config", str(cfg)]) == 2
+    assert "pairs_file" in capsys.readouterr().err

@@ -1,0 +1,691 @@
+"""The render worker: one unit of pairs in, try-on images + one scores Parquet + a done marker out.
+
+:class:`UnitProcessor` is the whole job of a worker and runs the same in process
+(``runner: local``) and inside a Ray actor (``runner: ray``). Per unit it
+
+1. loads only the unit's persons and garments from the shards (rows located through the
+   id → part-file index built at planning time; decoded inputs cached per worker, LRU);
+2. encodes every garment and every person of the unit once (features cached per worker);
+3. runs the unit's pairs in batches of ``batch_size`` (warp decode → assembly → generator →
+   composition), computes the scores (:mod:`gpvton_core.scores`) on the device;
+4. writes ``JOB/renders/CATEGORY/PERSON/GARMENT.EXT`` (ids through ``sanitize_id``; keys are
+   checked to stay under the job root), optional debug images under ``JOB/debug/``;
+5. writes ``JOB/scores/unit-NNNNN.parquet`` and then its ``.done`` marker.
+
+Every write goes through :class:`infra.storage.Storage` (atomic, retried with exponential
+backoff). A failing pair (unreadable row, non-finite output, exception) becomes an ``error``
+row; a failing batch is retried pair by pair so one bad pair does not take its batch with it;
+the unit always completes.
+
+Why Ray core actors and not Ray Data ``map_batches``
+----------------------------------------------------
+The work is already partitioned by the planner into units whose pairs share garments and
+persons, and each unit must produce exactly one Parquet file + marker (resumability). A fixed
+pool of core actors (:func:`run_units_ray`) maps onto that directly: one actor per GPU (or a
+fractional CPU share), each holding the two networks and its feature caches; the driver keeps
+at most ``in_flight_per_actor`` units queued per actor (backpressure: nothing is read before an
+actor is about to need it, object store stays empty — actors read the shards themselves); an
+actor process that dies is restarted by Ray (``max_restarts``) and its unit re-executed
+(``max_task_retries``); a unit that still fails is reported and left without a marker, so the
+next run picks it up. Ray Data would add a read stage whose blocks must go through the object
+store, a repartition step to spread few large blocks, and the 2-core scheduling deadlock noted in
+ENVIRONMENT.md, for no gain on this access pattern.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FAULT_CRASH_UNIT = "GPVTON_FAULT_CRASH_UNIT"        # unit id whose first attempt kills the worker
+FAULT_CRASH_MARKER = "GPVTON_FAULT_CRASH_MARKER"    # file written before crashing (crash once)
+FAULT_NAN_PAIRS = "GPVTON_FAULT_NAN_PAIRS"          # "person/garment,..." outputs forced to NaN
+FAULT_STORAGE_FAILS = "GPVTON_FAULT_STORAGE_FAILS"  # first N object-store writes raise
+FAULT_SLOW_UNIT_S = "GPVTON_FAULT_SLOW_UNIT_S"      # extra seconds per unit (kill/resume tests)
+FAULT_RAISE_UNIT = "GPVTON_FAULT_RAISE_UNIT"        # unit id whose processing always raises
+FAULT_ENV = (FAULT_CRASH_UNIT, FAULT_CRASH_MARKER, FAULT_NAN_PAIRS, FAULT_STORAGE_FAILS, FAULT_SLOW_UNIT_S,
+             FAULT_RAISE_UNIT)
+
+
+@dataclass
+class WorkerSettings:
+    """Everything a worker needs, plain data (pickled into Ray actors)."""
+
+    job_root: str
+    shards_root: str
+    variant: str
+    resolution: int                      # the render (generator) height; shards are at this size
+    shard_size: tuple[int, int]          # (H, W) of the shard images
+    batch_size: int = 4
+    image_format: str = "jpg"
+    quality: int = 92
+    debug: bool = False
+    device: str = "cpu"
+    precision: str = "fp32"
+    warp_checkpoint: Optional[str] = None
+    generator_checkpoint: Optional[str] = None
+    width: float = 1.0
+    seed: int = 0
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    s3: dict[str, Optional[str]] = field(default_factory=dict)
+    num_threads: int = 0                 # torch intra-op threads (0: leave torch's default)
+    cache_items: int = 256
+
+
+# --- storage and shard access ---------------------------------------------------------------
+
+class _FlakyFS:
+    """Fault injection: the first ``n`` ``pipe_file`` calls (object-store PUTs) raise ConnectionError."""
+
+    failures_left = 0
+    failures_raised = 0
+    _lock = threading.Lock()
+
+    def __init__(self, fs: Any):
+        self._fs = fs
+
+    def pipe_file(self, *a: Any, **k: Any) -> Any:
+        with _FlakyFS._lock:
+            fail = _FlakyFS.failures_left > 0
+            if fail:
+                _FlakyFS.failures_left -= 1
+                _FlakyFS.failures_raised += 1
+        if fail:
+            raise ConnectionError("injected transient object-store failure")
+        return self._fs.pipe_file(*a, **k)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fs, name)
+
+
+def make_storage(root: str, s3: dict[str, Optional[str]]):
+    from infra.storage import S3Settings, Storage
+
+    st = Storage(root, S3Settings(**s3) if s3 else None)
+    n = int(os.environ.get(FAULT_STORAGE_FAILS, "0") or 0)
+    if n and not isinstance(st.fs, _FlakyFS):
+        if _FlakyFS.failures_raised == 0 and _FlakyFS.failures_left == 0:
+            _FlakyFS.failures_left = n
+        st.fs = _FlakyFS(st.fs)
+    return st
+
+
+def decode_png(data: bytes, mode: Optional[str] = None) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    if mode is not None and img.mode != mode:
+        img = img.convert(mode)
+    return np.asarray(img)
+
+
+class ShardReader:
+    """Reads chosen rows of the persons / garments shards (fsspec; retried)."""
+
+    def __init__(self, shards_root: str, s3: dict[str, Optional[str]], index: dict[str, dict[str, str]]):
+        from infra.storage import S3Settings, filesystem
+
+        self.root = shards_root.rstrip("/")
+        self.fs = filesystem(self.root, S3Settings(**s3) if s3 else None)
+        self.index = index  # {"persons": {id: "persons/part-00000.parquet"}, "garments": {...}}
+
+    def _path(self, rel: str) -> str:
+        from infra.storage import _strip, join
+
+        return _strip(join(self.root, rel))
+
+    def read(self, table: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        from infra.storage import with_retries
+
+        key = "person_id" if table == "persons" else "garment_id"
+        by_file: dict[str, list[str]] = {}
+        for i in ids:
+            f = self.index[table].get(i)
+            if f is not None:
+                by_file.setdefault(f, []).append(i)
+        rows: dict[str, dict[str, Any]] = {}
+        for f, wanted in sorted(by_file.items()):
+            tbl = with_retries(lambda: pq.read_table(self._path(f), filesystem=self.fs,
+                                                     filters=[(key, "in", wanted)]),
+                               what=f"read {f}")
+            for r in tbl.to_pylist():
+                rows[r[key]] = r
+        return rows
+
+
+# --- models ---------------------------------------------------------------------------------
+
+def sha256_file(path: str, s3: Optional[dict] = None) -> str:
+    import hashlib
+
+    from infra.storage import S3Settings, _strip, filesystem
+
+    fs = filesystem(path, S3Settings(**s3) if s3 else None)
+    h = hashlib.sha256()
+    with fs.open(_strip(path), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_state(path: str) -> tuple[dict, dict]:
+    """(state dict, metadata) from an official ``.pth`` or our ``.safetensors`` (JSON metadata)."""
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(path, framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+        parsed = {}
+        for k, v in meta.items():
+            try:
+                parsed[k] = json.loads(v)
+            except (TypeError, ValueError):
+                parsed[k] = v
+        return load_file(path), parsed
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd.pop("aflow_net.weight", None)
+    return sd, {}
+
+
+def load_checkpoint(path: str):
+    """(network, meta) from a checkpoint: the core's loader (official .pth by key, our safetensors)."""
+    try:
+        from gpvton_core.checkpoints import build_from_checkpoint
+    except ImportError:  # minimal fallback while the core loader is absent
+        from gpvton_core.generator import TryOnGenerator
+        from gpvton_core.warp import LFGPWarp
+
+        sd, meta = _load_state(path)
+        if "model.model.0.weight" in sd:
+            kind, width = "generator", sd["model.model.0.weight"].shape[0] / 64
+            net = TryOnGenerator(width)
+        else:
+            width = sd["image_features.encoders.0.0.block.2.weight"].shape[0] / 64
+            kind = "warp_dresscode" if any(".mlp_shared." in k for k in sd) else "warp_vitonhd"
+            net = LFGPWarp(kind.split("_")[1], width)
+        net.load_state_dict(sd, strict=True)
+        return net, {"kind": kind, "width": width, **meta}
+    return build_from_checkpoint(path)
+
+
+def _meta_width(meta: dict, default: float) -> float:
+    for key in ("width", "model_width"):
+        if key in meta:
+            return float(meta[key])
+    cfg = meta.get("config") or meta.get("model") or {}
+    if isinstance(cfg, dict) and "width" in cfg:
+        return float(cfg["width"])
+    return default
+
+
+def build_models(s: WorkerSettings):
+    """(warp, generator) in eval mode on ``s.device`` / ``s.precision``."""
+    import torch
+
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.warp import LFGPWarp
+
+    torch.manual_seed(s.seed)  # random-init networks must be identical in every worker
+    nets = []
+    for kind, path in (("warp", s.warp_checkpoint), ("generator", s.generator_checkpoint)):
+        if path:
+            net, meta = load_checkpoint(path)
+            want = "generator" if kind == "generator" else f"warp_{s.variant}"
+            if meta.get("kind") != want:
+                raise ValueError(f"{kind} checkpoint {path} holds a {meta.get('kind')!r} network, expected {want!r}")
+        else:
+            net = LFGPWarp(s.variant, s.width) if kind == "warp" else TryOnGenerator(s.width)
+        nets.append(net)
+    dtype = torch.bfloat16 if s.precision == "bf16" else torch.float32
+    return tuple(n.eval().to(device=s.device, dtype=dtype) for n in nets)
+
+
+# --- the unit processor -----------------------------------------------------------------------
+
+class UnitProcessor:
+    """Process whole units; holds the networks, the shard reader and the per-worker caches."""
+
+    def __init__(self, settings: WorkerSettings | dict, index: dict[str, dict[str, str]]):
+        import torch
+
+        self.s = settings if isinstance(settings, WorkerSettings) else WorkerSettings(**settings)
+        if self.s.num_threads:
+            torch.set_num_threads(self.s.num_threads)
+        self.device = torch.device(self.s.device)
+        self.dtype = torch.bfloat16 if self.s.precision == "bf16" else torch.float32
+        self.warp, self.gen = build_models(self.s)
+        self.reader = ShardReader(self.s.shards_root, self.s.s3, index)
+        self.storage = make_storage(self.s.job_root, self.s.s3)
+        from gpvton_core.scores import DEFAULT_THRESHOLDS, Threshold
+
+        self.thresholds = dict(DEFAULT_THRESHOLDS)
+        for k, v in (self.s.thresholds or {}).items():
+            self.thresholds[k] = Threshold(**v)
+        self._inputs: OrderedDict[tuple, Any] = OrderedDict()   # (kind, id, category) → inputs | Exception
+        self._feats: OrderedDict[tuple, Any] = OrderedDict()    # (kind, id, category) → features
+        nan = os.environ.get(FAULT_NAN_PAIRS, "")
+        self._nan_pairs = {tuple(x.split("/", 1)) for x in nan.split(",") if "/" in x}
+        self.units_done = 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpvton-write")
+
+    # -- caches --
+    def _cache_put(self, cache: OrderedDict, key: tuple, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self.s.cache_items:
+            cache.popitem(last=False)
+
+    def _load_inputs(self, kind: str, ids: list[str], category: str) -> dict[str, Any]:
+        from gpvton_core.inputs import garment_inputs, person_inputs
+
+        out: dict[str, Any] = {}
+        missing = []
+        for i in ids:
+            key = (kind, i, category)
+            if key in self._inputs:
+                self._inputs.move_to_end(key)
+                out[i] = self._inputs[key]
+            else:
+                missing.append(i)
+        if missing:
+            rows = self.reader.read("persons" if kind == "person" else "garments", missing)
+            h, w = self.s.shard_size
+            for i in missing:
+                r = rows.get(i)
+                try:
+                    if r is None:
+                        raise KeyError(f"{kind} {i!r} not found in the shards")
+                    if (r["height"], r["width"]) != (h, w):
+                        raise ValueError(f"{kind} {i}: shard size {r['height']}×{r['width']} != {h}×{w}")
+                    if kind == "person":
+                        val = person_inputs(
+                            i, decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
+                            decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32),
+                            category, self.s.variant)
+                    else:
+                        val = garment_inputs(
+                            i, decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
+                            decode_png(r["parts_png"], "L"), category, self.s.variant)
+                except Exception as exc:  # noqa: BLE001 - a bad row becomes error rows
+                    val = exc
+                out[i] = val
+                self._cache_put(self._inputs, (kind, i, category), val)
+        return out
+
+    # -- model --
+    def _encode(self, kind: str, items: dict[str, Any], category: str) -> dict[str, Any]:
+        import torch
+
+        from gpvton_core.inputs import stack_garments, stack_persons
+
+        feats: dict[str, Any] = {}
+        todo = []
+        for i, v in items.items():
+            key = (kind, i, category)
+            if key in self._feats:
+                self._feats.move_to_end(key)
+                feats[i] = self._feats[key]
+            elif not isinstance(v, Exception):
+                todo.append(i)
+        bs = max(1, self.s.batch_size)
+        for start in range(0, len(todo), bs):
+            chunk = todo[start:start + bs]
+            with torch.inference_mode():
+                if kind == "garment":
+                    g = stack_garments([items[i] for i in chunk], self.device, self.dtype)
+                    tm = None
+                    if self.warp.needs_type_map:
+                        h, w = g["garment_input"].shape[-2:]
+                        tm = g["type_value"].view(-1, 1, 1, 1).expand(-1, 1, h, w).contiguous()
+                    f = self.warp.encode_garment(self._garment_warp_in(g["garment_input"]),
+                                                 None if tm is None else self._warp_in(tm, "bilinear"))
+                else:
+                    p = stack_persons([items[i] for i in chunk], self.device, self.dtype)
+                    f = self.warp.encode_person(self._warp_in(p["cond"], "nearest"))
+            for j, i in enumerate(chunk):
+                fi = f.select([j])
+                feats[i] = fi
+                self._cache_put(self._feats, (kind, i, category), fi)
+        return feats
+
+    def _warp_in(self, x, mode: str = "bilinear"):
+        """1024 path (§4): the 512 warp model runs on ×0.5 inputs."""
+        import torch.nn.functional as F
+
+        if self.s.resolution >= 1024:
+            if mode == "nearest":
+                return F.interpolate(x, scale_factor=0.5, mode="nearest")
+            return F.interpolate(x, scale_factor=0.5, mode="bilinear")
+        return x
+
+    def _garment_warp_in(self, g):
+        """Garment channels: RGB bilinear, label nearest at the 1024 path."""
+        import torch
+
+        if self.s.resolution < 1024:
+            return g
+        return torch.cat((self._warp_in(g[:, :3]), self._warp_in(g[:, 3:], "nearest")), 1)
+
+    def _run_batch(self, pairs: list[tuple[str, str]], persons: dict, garments: dict,
+                   pfeat: dict, gfeat: dict, category: str, worn: dict[str, Any]) -> dict[str, Any]:
+        """Run B pairs; returns CPU tensors: tryon, cloth, label and the scores."""
+        import torch
+
+        from gpvton_core import inputs as gi
+        from gpvton_core.scores import compute_scores
+        from gpvton_core.warp import GarmentFeatures, PersonFeatures
+
+        P = gi.stack_persons([persons[p] for p, _ in pairs], self.device)
+        G = gi.stack_garments([garments[g] for _, g in pairs], self.device)
+        gf = GarmentFeatures.cat([gfeat[g] for _, g in pairs])
+        pf = PersonFeatures.cat([pfeat[p] for p, _ in pairs])
+        out = gi.pair_forward(self.warp, self.gen, gf, pf, P, G, self.s.variant, category,
+                              half_res_warp=self.s.resolution >= 1024)
+        tryon, cloth = out["tryon"], out["cloth"]
+        b = len(pairs)
+        with torch.inference_mode():
+            for j, (p, g) in enumerate(pairs):
+                if (p, g) in self._nan_pairs:  # fault injection (tests)
+                    tryon[j] = float("nan")
+            scores = compute_scores(
+                tryon=torch.nan_to_num(tryon), photo=P["image"], preserve_gen=out["preserve_gen"],
+                part_warped=out["part_warped"], seg=out["seg"],
+                classes=torch.as_tensor([gi.part_classes(self.s.variant, category)] * b, device=out["seg"].device),
+                preserve_warp=P["preserve_warp"], label=out["label"], targets=P["targets"],
+                paired=torch.tensor([worn.get(p) == g for p, g in pairs]))
+        asm_label = out["label"]
+        return {"tryon": tryon.cpu(), "cloth": cloth.float().cpu(), "label": asm_label.cpu(),
+                "scores": scores}
+
+    # -- outputs --
+    def output_key(self, category: str, person_id: str, garment_id: str, ext: Optional[str] = None,
+                   prefix: str = "renders") -> str:
+        from infra.storage import sanitize_id
+
+        key = f"{prefix}/{sanitize_id(category)}/{sanitize_id(person_id)}/{sanitize_id(garment_id)}.{ext or self.s.image_format}"
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):  # sanitize_id guarantees this; never escape JOB
+            raise ValueError(f"unsafe output key {key!r}")
+        return key
+
+    def _encode_image(self, t, fmt: str) -> bytes:
+        from PIL import Image
+
+        arr = (((t.clamp(-1, 1) + 1) / 2) * 255).round().byte().permute(1, 2, 0).numpy()
+        buf = io.BytesIO()
+        img = Image.fromarray(arr)
+        if fmt in ("jpg", "jpeg"):
+            img.save(buf, format="JPEG", quality=self.s.quality)
+        elif fmt == "webp":
+            img.save(buf, format="WEBP", quality=self.s.quality)
+        else:
+            img.save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _write_outputs(self, key: str, category: str, p: str, g: str, tryon, cloth, label) -> None:
+        self.storage.write_bytes(key, self._encode_image(tryon, self.s.image_format))
+        if cloth is not None:
+            self.storage.write_bytes(self.output_key(category, p, g, "warped.png", "debug"),
+                                     self._encode_image(cloth, "png"))
+        if label is not None:
+            self.storage.write_bytes(self.output_key(category, p, g, "label.png", "debug"), self._label_png(label))
+
+    def _label_png(self, label) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray((label.numpy().astype(np.uint8) * 25)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _maybe_fault(self, unit_id: int) -> None:
+        crash = os.environ.get(FAULT_CRASH_UNIT)
+        if crash is not None and crash.strip() != "" and int(crash) == unit_id:
+            marker = os.environ.get(FAULT_CRASH_MARKER, "")
+            if marker and not os.path.exists(marker):
+                with open(marker, "w") as fh:
+                    fh.write(f"crashed on unit {unit_id} pid {os.getpid()}\n")
+                log.error("fault injection: worker %d exits on unit %d", os.getpid(), unit_id)
+                os._exit(17)
+        raise_unit = os.environ.get(FAULT_RAISE_UNIT, "").strip()
+        if raise_unit and int(raise_unit) == unit_id:
+            raise RuntimeError(f"injected failure of unit {unit_id}")
+        slow = float(os.environ.get(FAULT_SLOW_UNIT_S, "0") or 0)
+        if slow:
+            time.sleep(slow)
+
+    def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        """Render one unit; returns its summary (counts, seconds). Writes scores + marker last."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import torch
+
+        from gpvton_core.scores import judge
+        from pipelines.schema import SCORES
+
+        t0 = time.time()
+        uid = int(unit["unit_id"])
+        self._maybe_fault(uid)
+        category = unit["category"]
+        pairs = [(p["person_id"], p["garment_id"]) for p in unit["pairs"]]
+        worn = dict(unit.get("worn") or {})
+        persons = self._load_inputs("person", list(unit["person_ids"]), category)
+        garments = self._load_inputs("garment", list(unit["garment_ids"]), category)
+        rows: list[dict[str, Any]] = []
+
+        def error_row(p: str, g: str, err: str) -> dict[str, Any]:
+            return dict(unit_id=uid, person_id=p, garment_id=g, category=category,
+                        paired=worn.get(p) == g, output_uri=None, output_key=None, warp_miou=None,
+                        preserve_ssim=None, ssim=None, parse_miou=None, flag="error", reason=None,
+                        error=err[:2000], seconds=None)
+
+        good = []
+        for p, g in pairs:
+            bad = [x for x in (persons.get(p), garments.get(g)) if isinstance(x, Exception)]
+            if p not in persons or g not in garments:
+                rows.append(error_row(p, g, "item missing from the unit's inputs"))
+            elif bad:
+                rows.append(error_row(p, g, f"bad input row: {type(bad[0]).__name__}: {bad[0]}"))
+            else:
+                good.append((p, g))
+        try:
+            pfeat = self._encode("person", {p: persons[p] for p in {p for p, _ in good}}, category)
+            gfeat = self._encode("garment", {g: garments[g] for g in {g for _, g in good}}, category)
+        except Exception as exc:  # noqa: BLE001 - encoding failed for the batch: per item
+            log.warning("unit %d: batched encoding failed (%s); encoding one by one", uid, exc)
+            pfeat, gfeat = {}, {}
+            for kind, src, dst in (("person", persons, pfeat), ("garment", garments, gfeat)):
+                for i in sorted({p for p, _ in good} if kind == "person" else {g for _, g in good}):
+                    try:
+                        dst.update(self._encode(kind, {i: src[i]}, category))
+                    except Exception as e2:  # noqa: BLE001
+                        src[i] = e2
+            still = []
+            for p, g in good:
+                if p in pfeat and g in gfeat:
+                    still.append((p, g))
+                else:
+                    e = persons[p] if p not in pfeat else garments[g]
+                    rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
+            good = still
+
+        bs = max(1, self.s.batch_size)
+        batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
+        writes: list[tuple[Any, dict[str, Any]]] = []
+        while batches:
+            batch = batches.popleft()
+            tb = time.time()
+            try:
+                res = self._run_batch(batch, persons, garments, pfeat, gfeat, category, worn)
+            except Exception as exc:  # noqa: BLE001
+                if len(batch) > 1:  # isolate the failing pair(s)
+                    log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
+                    batches.extendleft([[x] for x in reversed(batch)])
+                    continue
+                rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+                continue
+            per_pair = (time.time() - tb) / len(batch)
+            for j, (p, g) in enumerate(batch):
+                t = res["tryon"][j]
+                if not bool(torch.isfinite(t).all()):
+                    rows.append(error_row(p, g, "non-finite values in the try-on output"))
+                    continue
+                key = self.output_key(category, p, g)
+                # encode + write on the writer threads: overlaps the next batch's compute
+                fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
+                                          res["cloth"][j] if self.s.debug else None,
+                                          res["label"][j] if self.s.debug else None)
+                sc = {k: float(v[j]) for k, v in res["scores"].items()}
+                verdict = judge(sc, self.thresholds)
+                row = dict(
+                    unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
+                    output_uri=self.storage.url(key), output_key=key,
+                    **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
+                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
+                rows.append(row)
+                writes.append((fut, row))
+
+        for fut, row in writes:  # every image is stored before the scores file and the marker
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001 - storage failed after its retries
+                row.update(output_uri=None, output_key=None, flag="error", reason=None,
+                           error=f"write failed: {type(exc).__name__}: {exc}")
+
+        order = {pg: i for i, pg in enumerate(pairs)}
+        rows.sort(key=lambda r: order[(r["person_id"], r["garment_id"])])
+        table = pa.Table.from_pylist(rows, schema=SCORES)
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        key = unit_key(uid)
+        self.storage.write_bytes(key, buf.getvalue())
+        counts = {f: sum(1 for r in rows if r["flag"] == f) for f in ("ok", "warn", "fail", "error")}
+        summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0,
+                   "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
+                   "storage_failures_injected": _FlakyFS.failures_raised}
+        self.storage.mark_done(key, summary)
+        self.units_done += 1
+        return summary
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def unit_key(unit_id: int) -> str:
+    return f"scores/unit-{unit_id:05d}.parquet"
+
+
+# --- runners ------------------------------------------------------------------------------------
+
+def _lost(unit: dict, exc: BaseException) -> dict:
+    return {"unit_id": int(unit["unit_id"]), "pairs": len(unit["pairs"]), "failed": True,
+            "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+
+
+def run_units_local(settings: WorkerSettings, index: dict, units: list[dict],
+                    on_result: Callable[[dict], None], unit_attempts: int = 2) -> None:
+    """In-process runner: one processor, units in order; a unit that raises is retried, then reported."""
+    proc = UnitProcessor(settings, index)
+    for u in units:
+        for attempt in range(1, unit_attempts + 1):
+            try:
+                res = proc.process_unit(u)
+                break
+            except Exception as exc:  # noqa: BLE001 - the unit stays unmarked for the next run
+                log.error("unit %s attempt %d/%d failed: %s", u["unit_id"], attempt, unit_attempts, exc)
+                res = _lost(u, exc)
+        on_result(res)
+
+
+def run_units_ray(settings: WorkerSettings, index: dict, units: list[dict], on_result: Callable[[dict], None],
+                  *, actors: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                  in_flight_per_actor: int = 2, max_restarts: int = 3, max_task_retries: int = 3,
+                  env_vars: Optional[dict[str, str]] = None, unit_attempts: int = 2) -> None:
+    """Fixed pool of Ray core actors with bounded in-flight units per actor (backpressure).
+
+    A crashed actor is restarted (``max_restarts``) and its queued units re-executed
+    (``max_task_retries``); a unit that still fails is reported through ``on_result`` with an
+    ``error`` and stays unmarked for the next run. A unit whose code raises (e.g. storage down
+    beyond its retries) is resubmitted up to ``unit_attempts`` times; an actor that is dead for
+    good (restarts exhausted) is replaced by a fresh one.
+    """
+    import ray
+
+    env = {k: v for k, v in os.environ.items() if k in FAULT_ENV}
+    env.update(env_vars or {})
+    opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                                max_task_retries=max_task_retries)
+    if env:
+        opts["runtime_env"] = {"env_vars": env}
+    Actor = ray.remote(UnitProcessor)
+    index_ref = ray.put(index)
+    n = max(1, min(actors, len(units)))
+    def new_actor():
+        return Actor.options(**opts).remote(asdict(settings), index_ref)
+
+    pool = [new_actor() for _ in range(n)]
+    pending = deque(units)
+    inflight: dict[Any, tuple[int, dict, Any]] = {}
+    load = [0] * n
+    attempts: dict[int, int] = {}
+
+    def fill() -> None:
+        for a in range(n):
+            while load[a] < in_flight_per_actor and pending:
+                u = pending.popleft()
+                attempts[int(u["unit_id"])] = attempts.get(int(u["unit_id"]), 0) + 1
+                inflight[pool[a].process_unit.remote(u)] = (a, u, pool[a])
+                load[a] += 1
+
+    from ray.exceptions import RayActorError
+
+    try:
+        fill()
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=2.0)
+            for ref in ready:
+                a, u, handle = inflight.pop(ref)
+                load[a] -= 1
+                try:
+                    res = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - actor died beyond its retries, or the unit raised
+                    if isinstance(exc, RayActorError) and pool[a] is handle:
+                        log.error("actor %d is gone (%s); starting a fresh one", a, exc)
+                        pool[a] = new_actor()
+                    if attempts[int(u["unit_id"])] < unit_attempts:
+                        log.warning("unit %s failed (%s); resubmitting", u["unit_id"], exc)
+                        pending.append(u)
+                        continue
+                    log.error("unit %s failed: %s", u["unit_id"], exc)
+                    res = _lost(u, exc)
+                on_result(res)
+            fill()
+    finally:
+        for a in pool:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
