@@ -104,13 +104,13 @@ def main() -> int:
 
     import ray
 
-    from pipelines.demo import SIZES, shards_from_manifest
+    from pipelines.demo import SIZES, build_shards
     from pipelines.synthetic import make_catalogue
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
     h, w = SIZES[args.size]
     make_catalogue(tmp / "cat", n_garments=args.garments, n_persons=args.persons, height=h, width=w, seed=0)
-    shards_from_manifest(tmp / "cat", tmp / "shards")
+    build_shards(tmp / "cat", tmp / "shards", args.size)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=256 * 1024 * 1024)
     load0 = os.getloadavg()

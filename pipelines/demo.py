@@ -10,17 +10,14 @@ plainly, and ``job.json``'s ``model_note`` (shown by the report) says so too.
 Outputs under DIR (default ``./demo-out``): ``catalogue/`` (raw manifest), ``shards/``,
 ``job/`` (renders, scores, summary.json, report/index.html when the report module is present).
 
-When the Beam preprocessing stage (``pipelines.preprocess``) is importable it builds the shards;
-otherwise :func:`shards_from_manifest` converts the synthetic catalogue directly (its labels are
-exact, so nothing has to be derived).
+The shards are built by the real Beam preprocessing stage (in-process runner), exactly as a
+retailer's catalogue would be.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
-import io
 import json
 import logging
 import sys
@@ -38,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--garments", type=int, default=3, help="catalogue garments (default 3: one per category)")
     parser.add_argument("--persons", type=int, default=3, help="model photos (default 3)")
     parser.add_argument("--resolution", type=int, choices=sorted(SIZES), default=512,
-                        help="512 (default) runs the Beam preprocessing stage; 128/256 write the shards "
-                             "directly (quicker look, the preprocessing stage only does 512/1024)")
+                        help="working resolution (512 default; 128/256 are quicker previews)")
     parser.add_argument("--width", type=float, default=0.0625,
                         help="width of the randomly initialised networks (no checkpoints)")
     parser.add_argument("--warp-checkpoint")
@@ -50,90 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-# --- fallback shard writer (used when the Beam preprocess stage is not installed) ------------------
+def build_shards(catalogue: str | Path, shards: str | Path, resolution: int) -> dict[str, Any]:
+    """Run the Beam preprocessing stage (in-process runner) over a plain-manifest catalogue."""
+    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
+    from pipelines.preprocess.readers import parse_input, read_inputs
 
-def _png(arr, mode: str | None = None) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(arr, mode=mode).save(buf, format="PNG") if mode else Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _load(path: Path, mode: str):
-    import numpy as np
-    from PIL import Image
-
-    return np.asarray(Image.open(path).convert(mode))
-
-
-def shards_from_manifest(root: str | Path, out: str | Path, source: str = "synthetic") -> dict[str, Any]:
-    """Plain-manifest catalogue (garments.csv / persons.csv, exact labels) → condition shards.
-
-    Writes ``out/persons/part-00000.parquet``, ``out/garments/part-00000.parquet``, an empty
-    errors shard and ``manifest.json``; images must already be at the working resolution.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipelines.schema import ERRORS, GARMENTS, PERSONS, SCHEMA_VERSION
-
-    root, out = Path(root), Path(out)
-    for sub in ("persons", "garments", "errors"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    g_rows, p_rows = [], []
-    with (root / "garments.csv").open() as fh:
-        for r in csv.DictReader(fh):
-            img = _load(root / r["image"], "RGB")
-            g_rows.append({
-                "garment_id": r["garment_id"], "category": r["category"], "source": source,
-                "source_uri": str(root / r["image"]), "height": img.shape[0], "width": img.shape[1],
-                "image_png": _png(img), "mask_png": _png(_load(root / r["mask"], "L")),
-                "parts_png": _png(_load(root / r["parts"], "L")),
-                "provenance": json.dumps({"given": ["image", "mask", "parts"], "derived": []})})
-    with (root / "persons.csv").open() as fh:
-        for r in csv.DictReader(fh):
-            img = _load(root / r["image"], "RGB")
-            kp = json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"]
-            p_rows.append({
-                "person_id": r["person_id"], "categories": [c for c in r["categories"].split(";") if c],
-                "source": source, "source_uri": str(root / r["image"]), "height": img.shape[0],
-                "width": img.shape[1], "image_png": _png(img),
-                "parsing_png": _png(_load(root / r["parsing"], "L")),
-                "densepose_png": _png(_load(root / r["densepose"], "L")),
-                "keypoints": np.asarray(kp, np.float32).tolist(),
-                "worn_garment_id": r.get("worn_garment_id") or None, "pc_ratio": None,
-                "provenance": json.dumps({"given": ["image", "parsing", "densepose", "keypoints"], "derived": []})})
-    pq.write_table(pa.Table.from_pylist(p_rows, schema=PERSONS), out / "persons" / "part-00000.parquet")
-    pq.write_table(pa.Table.from_pylist(g_rows, schema=GARMENTS), out / "garments" / "part-00000.parquet")
-    pq.write_table(ERRORS.empty_table(), out / "errors" / "part-00000.parquet")
-    h, w = (p_rows or g_rows)[0]["height"], (p_rows or g_rows)[0]["width"]
-    manifest = {"schema_version": SCHEMA_VERSION, "counts": {"persons": len(p_rows), "garments": len(g_rows),
-                                                            "errors": 0},
-                "resolution": [h, w], "derivation_version": "manifest-direct", "writer": "pipelines.demo"}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
-
-
-def build_shards(catalogue: Path, shards: Path, resolution: int) -> str:
-    """Run the Beam preprocessing stage when available, else the direct writer. Returns a note."""
-    try:
-        job = importlib.import_module("pipelines.preprocess.job") if resolution in (512, 1024) else None
-    except ImportError:
-        job = None
-    if job is not None:
-        parser = argparse.ArgumentParser()
-        job.add_arguments(parser)
-        argv = ["--input", f"manifest:{catalogue}", "--output", str(shards)]
-        args = parser.parse_args(argv + ["--resolution", str(resolution)])
-        code = int(job.run(args))
-        if code != 0:
-            raise RuntimeError(f"gpvton preprocess exited {code}")
-        return "shards built by the Beam preprocessing stage (pipelines.preprocess)"
-    shards_from_manifest(catalogue, shards)
-    return ("shards written directly from the exact synthetic labels (the Beam preprocessing stage "
-            + ("is not installed)" if resolution in (512, 1024) else "only builds 512/1024)"))
+    items = read_inputs([parse_input(f"manifest:{catalogue}")])
+    return run_pipeline(PipelineSpec(items=items, output=str(shards), resolution=resolution))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  1/4 catalogue: {args.garments} garments, {args.persons} model photos at {h}×{w} ({cat_dir})",
           file=sys.stderr)
     if not (shards / "manifest.json").exists():
-        note = build_shards(cat_dir, shards, args.resolution)
+        counts = build_shards(cat_dir, shards, args.resolution)["counts"]
+        note = f"{counts['persons']} persons, {counts['garments']} garments, {counts['errors']} errors (Beam)"
     else:
         note = "shards reused from a previous demo run"
     print(f"  2/4 shards: {note} ({shards})", file=sys.stderr)

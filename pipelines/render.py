@@ -518,20 +518,18 @@ def run_job(cfg: RenderConfig) -> JobResult:
     }, sort_keys=True).encode()).hexdigest()[:16]
 
     # --- the persisted plan (resume) ---
-    if job.exists("job.json"):
+    if job.exists("job.json") and not cfg.force:
         old = job.read_json("job.json")
         if old.get("fingerprint") != fingerprint:
-            if not cfg.force:
-                what = "plan" if old.get("plan_digest") != digest else "model/output settings"
-                raise ConfigError(
-                    f"{cfg.output} already holds a job with a different {what} "
-                    f"(fingerprint {old.get('fingerprint')} vs {fingerprint}); use another --output, "
-                    f"or --force to discard its scores and render again")
-            log.warning("--force: discarding the previous plan, scores and images under %s", cfg.output)
-            for key in ("scores", "plan", "summary.json", "renders", "debug"):
-                job.delete(key)
-    elif cfg.force:
-        job.delete("scores")
+            what = "plan" if old.get("plan_digest") != digest else "model/output settings"
+            raise ConfigError(
+                f"{cfg.output} already holds a job with a different {what} "
+                f"(fingerprint {old.get('fingerprint')} vs {fingerprint}); use another --output, "
+                f"or --force to discard its scores and render again")
+    if cfg.force:
+        log.warning("--force: discarding the previous plan, scores and images under %s", cfg.output)
+        for key in ("scores", "plan", "summary.json", "renders", "debug"):
+            job.delete(key)
     buf = io.BytesIO()
     import pyarrow.parquet as pq
 

@@ -18,14 +18,18 @@ import numpy as np
 from PIL import Image
 
 RESOLUTIONS: dict[int, tuple[int, int]] = {512: (512, 384), 1024: (1024, 768)}
+# Preview sizes: not official GP-VTON resolutions, but the networks are fully convolutional
+# (multiples of 32), so tests, demos and quick looks run the same code path at a fraction of the cost.
+PREVIEW_RESOLUTIONS: dict[int, tuple[int, int]] = {128: (128, 96), 256: (256, 192)}
+ALL_RESOLUTIONS: dict[int, tuple[int, int]] = {**PREVIEW_RESOLUTIONS, **RESOLUTIONS}
 
 
 def working_size(resolution: int) -> tuple[int, int]:
-    """(H, W) for a working resolution (512 → 512×384, 1024 → 1024×768)."""
+    """(H, W) for a working resolution (512 → 512×384, 1024 → 1024×768; previews 256, 128)."""
     try:
-        return RESOLUTIONS[int(resolution)]
+        return ALL_RESOLUTIONS[int(resolution)]
     except KeyError:
-        raise ValueError(f"resolution must be 512 or 1024, got {resolution!r}") from None
+        raise ValueError(f"resolution must be one of {sorted(ALL_RESOLUTIONS)}, got {resolution!r}") from None
 
 
 @dataclass(frozen=True)

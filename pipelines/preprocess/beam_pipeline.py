@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from gpvton_core.conditions import DERIVATION_VERSION
+from gpvton_core.conditions.resize import working_size
 from infra.storage import S3Settings, Storage, filesystem, join
 from pipelines.schema import ERRORS, GARMENTS, PERSONS, SCHEMA_VERSION, TABLES
 
@@ -204,8 +205,8 @@ def run_pipeline(spec: PipelineSpec) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "derivation_version": DERIVATION_VERSION,
         "resolution": spec.resolution,
-        "height": {512: 512, 1024: 1024}[spec.resolution],
-        "width": {512: 384, 1024: 768}[spec.resolution],
+        "height": working_size(spec.resolution)[0],
+        "width": working_size(spec.resolution)[1],
         "counts": counts,
         "inputs": len(spec.items),
         "runner": spec.runner,

@@ -50,7 +50,7 @@ class S3Config(StrictModel):
 class PreprocessConfig(StrictModel):
     inputs: list[str] = Field(default_factory=list, description="KIND:URL, KIND in vitonhd/hrviton/dresscode/manifest")
     output: str = ""
-    resolution: Literal[512, 1024] = 512
+    resolution: Literal[128, 256, 512, 1024] = 512
     runner: str = "FnApiRunner"
     pipeline_args: list[str] = Field(default_factory=list)
     num_shards: int = Field(0, ge=0)
@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", dest="inputs", metavar="KIND:URL",
                         help="input (repeatable): vitonhd:URL, hrviton:URL, dresscode:URL, manifest:URL")
     parser.add_argument("--output", help="output folder or s3:// URL for the shards")
-    parser.add_argument("--resolution", type=int, choices=(512, 1024), help="512 (512×384) or 1024 (1024×768)")
+    parser.add_argument("--resolution", type=int, choices=(128, 256, 512, 1024),
+                        help="512 (512×384) or 1024 (1024×768); 256/128 are previews for tests and demos")
     parser.add_argument("--runner", help="Beam runner (default FnApiRunner, in-process)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("pipeline_args", nargs=argparse.REMAINDER,

@@ -17,7 +17,7 @@ import pytest
 
 from infra.storage import sanitize_id
 from pipelines.config import ConfigError
-from pipelines.demo import shards_from_manifest
+from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, run_job
 from pipelines.synthetic import make_catalogue
 
@@ -31,7 +31,7 @@ BASE = dict(runner="local", categories=["upper"], model={"variant": "vitonhd", "
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("job")
     make_catalogue(root / "cat", n_garments=9, n_persons=4, height=128, width=96, seed=0)
-    shards_from_manifest(root / "cat", root / "shards")
+    build_shards(root / "cat", root / "shards", 128)
     return root / "shards"
 
 
@@ -76,6 +76,11 @@ def test_local_job_exactly_once_then_rerun_is_a_noop(shards, tmp_path):
     assert res.exit_code == 0 and res.summary["units_skipped_done"] == 3
     assert res.summary["pairs_rendered_this_run"] == 0
     assert {p: p.stat().st_mtime_ns for p in (job / "scores").glob("*.done")} == markers
+    # --force with the same plan recomputes every unit
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), force=True, **BASE))
+    assert res.exit_code == 0 and res.summary["units_skipped_done"] == 0
+    assert res.summary["pairs_rendered_this_run"] == len(pairs)
+    check_job(job, pairs)
     # a different plan is refused, --force re-renders
     other = dict(BASE, garments={"include": ["g0002"]}, persons={"include": ["p0000"]})
     with pytest.raises(ConfigError, match="different plan"):

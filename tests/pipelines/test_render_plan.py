@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.demo import shards_from_manifest
+from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, plan_digest, plan_units, read_catalogue, s3_settings
 from pipelines.synthetic import make_catalogue
 
@@ -16,7 +16,7 @@ from pipelines.synthetic import make_catalogue
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plan")
     make_catalogue(root / "cat", n_garments=9, n_persons=6, height=128, width=96, seed=1)
-    shards_from_manifest(root / "cat", root / "shards")
+    build_shards(root / "cat", root / "shards", 128)
     return root / "shards"
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.storage import Storage, sanitize_id
-from pipelines.demo import shards_from_manifest
+from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, run_job
 from pipelines.synthetic import make_catalogue
 
@@ -24,7 +24,7 @@ BASE = dict(runner="ray", categories=["upper"], model={"variant": "vitonhd", "wi
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rayjob")
     make_catalogue(root / "cat", n_garments=9, n_persons=4, height=128, width=96, seed=0)
-    shards_from_manifest(root / "cat", root / "shards")
+    build_shards(root / "cat", root / "shards", 128)
     return root / "shards"
 
 

@@ -100,5 +100,6 @@ def test_resize_keeps_aspect_crop_and_pad():
     assert pad.shape == (512, 384, 3) and pad[0, 0, 0] == 255 and pad[256, 192, 0] == 0
     lab = rs.resize_labels(np.array([[0, 7], [28, 3]], np.uint8), (512, 384))
     assert set(np.unique(lab)) <= {0, 7, 28, 3}
+    assert rs.working_size(256) == (256, 192)
     with pytest.raises(ValueError):
-        rs.working_size(256)
+        rs.working_size(300)
