@@ -1,0 +1,304 @@
+"""Cross-product try-on inference with cached garment / person features.
+
+Stable API for the render stage::
+
+    pipe = TryOnPipeline(warp, generator, resolution=(512, 384), device="cpu", precision="fp32")
+    gb = pipe.encode_garments(GarmentInputs(...))      # G garment rows, encoded once
+    pb = pipe.encode_persons(PersonInputs(...))        # P person rows, encoded once
+    out = pipe.run_pairs(gb, pb, garment_idx, person_idx, batch_size=4)   # any list of pairs
+    out = pipe.cross(gb, pb)                           # all G×P pairs, person-major order
+    out.tryon                                          # N×3×H×W in [−1,1]
+
+The garment and person encoders run once per row; only the flow decoder, the assembly and
+the generator run per pair. Everything runs under ``torch.inference_mode()``; the generator
+runs in eval mode, so a pair's output does not depend on its batch neighbours.
+
+Inputs (all at the working resolution H×W = ``resolution``; float tensors unless stated):
+
+``PersonInputs`` (one row per model photo — for Dress Code one row per (photo, category),
+because the preserve masks depend on the garment category):
+  * ``image``        B×3×H×W person RGB in [−1,1] ((u8/255 − 0.5)/0.5)
+  * ``densepose``    B×1×H×W integer DensePose part index 0..24 (any int / float dtype)
+  * ``pose``         B×25×H×W BODY_25 square maps in {−1,+1}
+  * ``preserve_warp``  B×1×H×W {0,1} warp-stage preserve mask (GPVTON.md §8.5)
+  * ``preserve_gen``   B×1×H×W {0,1} generator-stage preserve mask (VITON-HD: same as warp)
+  * ``skin``         B×3 median skin colour in [−1,1] (u8/127.5 − 1), or B×3×H×W
+  * ``category``     optional list of B strings; when given, pairs must match the garment's
+
+``GarmentInputs``:
+  * ``image``   B×3×H×W in-shop garment RGB in [−1,1], *not* masked (white background = 1)
+  * ``mask``    B×1×H×W {0,1} garment mask
+  * ``parts``   B×3×H×W {0,1} part masks (person's left / middle / right; GPVTON.md §8.6)
+  * ``category`` list of B strings: ``upper`` / ``lower`` / ``dresses`` (VITON-HD: ``upper``)
+
+The part label and the Dress Code type map are derived from ``parts`` and ``category``.
+At 1024×768 the warp runs at half resolution (GPVTON.md §4) and everything else at full.
+
+``precision="bf16"`` keeps weights and activations in bfloat16 (channels-last) for the
+networks while flows, the assembly and the final composition stay in float32. It only pays
+off on CPUs with native bf16 convolutions (AVX512-BF16 / AMX) or on GPUs; elsewhere oneDNN
+emulates bf16 and it is several times slower than fp32 (a RuntimeWarning says so).
+``precision="fp64"`` runs everything in float64 (verification only: slow).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+from typing import Literal, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import assembly as asm
+from .generator import TryOnGenerator
+from .warp import GarmentFeatures, LFGPWarp, PersonFeatures
+
+Precision = Literal["fp32", "bf16", "fp64"]
+Index = Union[Tensor, Sequence[int]]
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _idx(i: Index, device: torch.device) -> Tensor:
+    return torch.as_tensor(i, dtype=torch.long, device=device)
+
+
+def _parts_stacked(x: Tensor) -> Tensor:
+    """B×3×C×H×W (per-part tensors) → 3B×C×H×W in [left; middle; right] order."""
+    b, k = x.shape[:2]
+    return x.transpose(0, 1).reshape(k * b, *x.shape[2:])
+
+
+@dataclass
+class PersonInputs:
+    """One row per person photo (Dress Code: per photo and category). See module docstring."""
+
+    image: Tensor
+    densepose: Tensor
+    pose: Tensor
+    preserve_warp: Tensor
+    preserve_gen: Tensor
+    skin: Tensor
+    category: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def cond(self) -> Tensor:
+        """B×51 warp condition: [DensePose one-hot ×2−1, pose, warp preserve mask]."""
+        onehot = F.one_hot(self.densepose[:, 0].long(), 25).permute(0, 3, 1, 2).to(self.pose.dtype)
+        return torch.cat((onehot * 2 - 1, self.pose, self.preserve_warp.to(self.pose.dtype)), 1)
+
+
+@dataclass
+class GarmentInputs:
+    """One row per garment. See module docstring."""
+
+    image: Tensor
+    mask: Tensor
+    parts: Tensor
+    category: list[str]
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+
+@dataclass
+class GarmentBatch:
+    """Encoded garments plus the full-resolution tensors the assembly needs."""
+
+    features: GarmentFeatures
+    parts_warp: Tensor  # B×3×h×w part masks at warp resolution (network dtype)
+    clothes: Tensor  # B×3×H×W garment·mask, float32
+    parts: Tensor  # B×3×H×W, float32
+    part_cls: Tensor  # B×3 long
+    extra_cls: Tensor  # B×3 long
+    category: list[str]
+
+    def __len__(self) -> int:
+        return self.clothes.shape[0]
+
+
+@dataclass
+class PersonBatch:
+    """Encoded persons plus the full-resolution tensors the assembly and generator need."""
+
+    features: PersonFeatures
+    preserve_warp_lr: Tensor  # B×1×h×w at warp resolution (network dtype)
+    inputs: PersonInputs  # float32, on the pipeline device
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class TryOnOutputs:
+    """Per-pair outputs (N rows, float32 unless stated)."""
+
+    tryon: Tensor  # N×3×H×W final image in [−1,1]
+    warped_cloth: Tensor  # N×3×H×W warped garment as fed to the generator
+    warped_label: Tensor  # N×1×H×W long, 0..6 (VITON-HD) / 0..9 (Dress Code)
+    composition_mask: Tensor  # N×1×H×W sigmoid mask × warped garment mask
+    rendered: Tensor  # N×3×H×W generator rendering (tanh)
+    seg: Tensor  # N×1×H×W long parsing argmax (full resolution)
+
+    @staticmethod
+    def cat(items: Sequence["TryOnOutputs"]) -> "TryOnOutputs":
+        return TryOnOutputs(**{f.name: torch.cat([getattr(o, f.name) for o in items]) for f in fields(TryOnOutputs)})
+
+
+class TryOnPipeline:
+    """Warp model + generator + variant + resolution; encode once, run pairs in batches."""
+
+    def __init__(self, warp: LFGPWarp, generator: TryOnGenerator, *, resolution: tuple[int, int] = (512, 384),
+                 device: Union[str, torch.device] = "cpu", precision: Precision = "fp32",
+                 quantize: bool = True) -> None:
+        if precision not in ("fp32", "bf16", "fp64"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp64', got {precision!r}")
+        h, w = resolution
+        if h % 32 or w % 32 or (h >= 1024 and (h // 2) % 32):
+            raise ValueError(f"resolution {resolution} must be a multiple of 32")
+        self.variant = warp.variant
+        self.resolution = (int(h), int(w))
+        self.half_res_warp = h >= 1024
+        self.device = torch.device(device)
+        self.precision = precision
+        self.quantize = quantize
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}[precision]
+        if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_native_bf16():
+            warnings.warn("precision='bf16' on a CPU without native bf16 convolutions (no AVX512-BF16/AMX): "
+                          "it will be slower than fp32", RuntimeWarning, stacklevel=2)
+        # assembly / composition dtype: float32, or float64 for verification runs
+        self.out_dtype = torch.float64 if precision == "fp64" else torch.float32
+        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        self.warp = warp.to(self.device, self.dtype, memory_format=fmt).eval()
+        self.generator = generator.to(self.device, self.dtype, memory_format=fmt).eval()
+        self._fmt = fmt
+
+    @classmethod
+    def from_checkpoints(cls, warp_ckpt, generator_ckpt, **kwargs) -> "TryOnPipeline":
+        """Build from checkpoint files / state dicts (official ``.pth`` or our safetensors)."""
+        from .checkpoints import build_from_checkpoint
+
+        warp, _ = build_from_checkpoint(warp_ckpt)
+        gen, _ = build_from_checkpoint(generator_ckpt)
+        if not isinstance(warp, LFGPWarp) or not isinstance(gen, TryOnGenerator):
+            raise ValueError("expected a warp checkpoint and a generator checkpoint")
+        return cls(warp, gen, **kwargs)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _net(self, x: Tensor) -> Tensor:
+        return x.to(self.device, self.dtype).contiguous(memory_format=self._fmt)
+
+    def _f32(self, x: Tensor) -> Tensor:
+        return x.to(self.device, self.out_dtype)
+
+    def _check_size(self, x: Tensor, what: str) -> None:
+        if tuple(x.shape[-2:]) != self.resolution:
+            raise ValueError(f"{what} is {tuple(x.shape[-2:])}, pipeline resolution is {self.resolution}")
+
+    def _lowres(self, x: Tensor, bilinear: bool) -> Tensor:
+        if not self.half_res_warp:
+            return x
+        return asm.half_bilinear(x) if bilinear else asm.half_nearest(x)
+
+    # -- encoders ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_garments(self, g: GarmentInputs) -> GarmentBatch:
+        self._check_size(g.image, "garment image")
+        cats = list(g.category)
+        if len(cats) != len(g):
+            raise ValueError("garment category list length differs from the batch")
+        part_cls, extra_cls = asm.class_table(self.variant, cats, self.device)
+        mask, parts = self._f32(g.mask), self._f32(g.parts)
+        clothes = self._f32(g.image) * mask
+        label = asm.garment_label(parts, self.variant, cats)
+        tm = None
+        if self.warp.needs_type_map:
+            tm = self._net(self._lowres(asm.type_map(cats, self.resolution, self.out_dtype, self.device), True))
+        x = self._net(torch.cat((self._lowres(clothes, True), self._lowres(label, False)), 1))
+        feats = self.warp.encode_garment(x, tm)
+        return GarmentBatch(feats, self._net(self._lowres(parts, False)), clothes, parts, part_cls, extra_cls, cats)
+
+    @torch.inference_mode()
+    def encode_persons(self, p: PersonInputs) -> PersonBatch:
+        self._check_size(p.image, "person image")
+        pin = PersonInputs(self._f32(p.image), p.densepose.to(self.device), self._f32(p.pose),
+                           self._f32(p.preserve_warp), self._f32(p.preserve_gen), self._f32(p.skin),
+                           None if p.category is None else list(p.category))
+        cond = self._lowres(pin.cond(), False)
+        feats = self.warp.encode_person(self._net(cond))
+        return PersonBatch(feats, self._net(self._lowres(pin.preserve_warp, False)), pin)
+
+    # -- pairs ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _run_chunk(self, gb: GarmentBatch, pb: PersonBatch, gi: Tensor, pi: Tensor) -> TryOnOutputs:
+        out = self.warp.decode(gb.features.select(gi), pb.features.select(pi),
+                               _parts_stacked(gb.parts_warp.index_select(0, gi).unsqueeze(2)),
+                               pb.preserve_warp_lr.index_select(0, pi), mode="inference")
+        flow = out.last_flow.to(self.out_dtype)
+        seg = asm.seg_argmax(out.seg_logits)
+        if self.half_res_warp:
+            flow, seg = asm.upsample_flow(flow), asm.upsample_labels(seg)
+        parts = gb.parts.index_select(0, gi)
+        clothes = gb.clothes.index_select(0, gi)
+        part_images = _parts_stacked(clothes.unsqueeze(1) * parts.unsqueeze(2))
+        part_masks = _parts_stacked(parts.unsqueeze(2))
+        person = pb.inputs
+        cloth, label = asm.assemble_warp(part_images, part_masks, flow, seg,
+                                         person.preserve_warp.index_select(0, pi),
+                                         gb.part_cls.index_select(0, gi), gb.extra_cls.index_select(0, gi))
+        if self.quantize:
+            cloth = asm.quantize_uint8(cloth)
+        x, edge = asm.generator_input(person.image.index_select(0, pi), person.preserve_gen.index_select(0, pi),
+                                      cloth, label, person.skin.index_select(0, pi),
+                                      person.pose.index_select(0, pi), self.variant)
+        raw = self.generator.infer(self._net(x)).to(self.out_dtype)
+        tryon, rendered, mask = asm.compose(raw, cloth, edge)
+        return TryOnOutputs(tryon, cloth, label.round().long(), mask, rendered, seg.long())
+
+    def run_pairs(self, garments: GarmentBatch, persons: PersonBatch, garment_idx: Index, person_idx: Index,
+                  batch_size: int = 4) -> TryOnOutputs:
+        """Try-on of pairs (garment_idx[n], person_idx[n]) in chunks of ``batch_size``."""
+        gi, pi = _idx(garment_idx, self.device), _idx(person_idx, self.device)
+        if gi.shape != pi.shape or gi.dim() != 1 or gi.numel() == 0:
+            raise ValueError("garment_idx and person_idx must be equal-length, non-empty 1-D index lists")
+        if persons.inputs.category is not None:
+            bad = [(int(g), int(p)) for g, p in zip(gi.tolist(), pi.tolist())
+                   if persons.inputs.category[p] != garments.category[g]]
+            if bad:
+                raise ValueError(f"category mismatch for (garment, person) pairs {bad[:5]}")
+        outs = [self._run_chunk(garments, persons, gi[s:s + batch_size], pi[s:s + batch_size])
+                for s in range(0, gi.numel(), batch_size)]
+        return TryOnOutputs.cat(outs)
+
+    def cross(self, garments: GarmentBatch, persons: PersonBatch, batch_size: int = 4) -> TryOnOutputs:
+        """All P×G pairs; row n = (person n // G, garment n % G)."""
+        g, p = len(garments), len(persons)
+        return self.run_pairs(garments, persons, torch.arange(g).repeat(p), torch.arange(p).repeat_interleave(g),
+                              batch_size)
+
+    def __call__(self, persons: PersonInputs, garments: GarmentInputs, batch_size: int = 4) -> TryOnOutputs:
+        """Paired try-on: person row i with garment row i."""
+        if len(persons) != len(garments):
+            raise ValueError("paired call needs as many persons as garments")
+        n = len(persons)
+        return self.run_pairs(self.encode_garments(garments), self.encode_persons(persons),
+                              range(n), range(n), batch_size)
+
+
+def build_pipeline(variant: str = "vitonhd", width: float = 1.0, **kwargs) -> TryOnPipeline:
+    """Randomly initialised pipeline (tests, demos, benchmarks)."""
+    return TryOnPipeline(LFGPWarp(variant, width), TryOnGenerator(width), **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["PersonInputs", "GarmentInputs", "GarmentBatch", "PersonBatch", "TryOnOutputs", "TryOnPipeline",
+           "build_pipeline"]
+

@@ -1,0 +1,298 @@
+"""LFGP warping module, VITON-HD and Dress Code variants (GPVTON.md §3, §6.1–6.2).
+
+One class, :class:`LFGPWarp`, with ``variant="vitonhd"|"dresscode"``. Its state-dict keys are
+exactly the official ones at any ``width``; ``width`` < 1 scales every channel count so tests
+and demos can run the same code on small networks.
+
+Split API (used by the cross-product inference path; the garment side and the person side are
+encoded once, the decoder runs per pair)::
+
+    gf = model.encode_garment(garment_input, type_map)        # garment_input = cat[RGB·mask, label]
+    pf = model.encode_person(cond)                            # B×51 person condition
+    out = model.decode(gf.select(gi), pf.select(pi), part_masks, preserve, mode="inference")
+    out.last_flow   # 3B×2×H×W, batch order [left; middle; right]
+    out.seg_logits  # B×C×H×W (C = 7 VITON-HD, 10 Dress Code), tanh-bounded
+
+``mode="inference"`` computes only ``last_flow`` and the final parsing: the attention head,
+the full-garment warps, the warped part images, the second-difference filters and the parsing
+branch of levels 0–3 are skipped (they only feed training losses). ``mode="training"`` fills
+every field of :class:`WarpOutputs` (the official 11 outputs). ``forward`` takes the official
+11 (12 for Dress Code) arguments and runs the whole thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import flow as fl
+from .blocks import (
+    FPN_CHANNELS,
+    LRELU_SLOPE,
+    FeatureEncoder,
+    PartFusion,
+    RefinePyramid,
+    head,
+    scaled,
+)
+from .correlation import NUM_DISPLACEMENTS, correlation
+
+Variant = Literal["vitonhd", "dresscode"]
+Mode = Literal["inference", "training"]
+Index = Union[Tensor, Sequence[int]]
+
+#: parsing classes per variant (GPVTON.md §3.6, §3.7)
+NUM_SEG_CLASSES = {"vitonhd": 7, "dresscode": 10}
+GARMENT_IN = 4  # RGB·mask + part label
+PERSON_IN = 51  # densepose one-hot ×2−1 (25) + pose (25) + preserve (1)
+NUM_LEVELS = 5
+
+
+def _index(idx: Index, device: torch.device) -> Tensor:
+    return torch.as_tensor(idx, dtype=torch.long, device=device)
+
+
+@dataclass
+class GarmentFeatures:
+    """Garment-side FPN pyramid (P0 stride 2 … P4 stride 32) and the Dress Code type map."""
+
+    pyramid: list[Tensor]
+    type_map: Optional[Tensor] = None  # B×1×H×W (Dress Code), else None
+
+    def __len__(self) -> int:
+        return self.pyramid[0].shape[0]
+
+    def select(self, idx: Index) -> "GarmentFeatures":
+        """Rows ``idx`` (repeats allowed), e.g. the garment of every pair of a cross product."""
+        i = _index(idx, self.pyramid[0].device)
+        return GarmentFeatures([p.index_select(0, i) for p in self.pyramid],
+                               None if self.type_map is None else self.type_map.index_select(0, i))
+
+    @staticmethod
+    def cat(items: Sequence["GarmentFeatures"]) -> "GarmentFeatures":
+        tm = [g.type_map for g in items]
+        return GarmentFeatures([torch.cat(ps) for ps in zip(*(g.pyramid for g in items))],
+                               None if tm[0] is None else torch.cat(tm))  # type: ignore[arg-type]
+
+    def to(self, *args, **kwargs) -> "GarmentFeatures":
+        return GarmentFeatures([p.to(*args, **kwargs) for p in self.pyramid],
+                               None if self.type_map is None else self.type_map.to(*args, **kwargs))
+
+
+@dataclass
+class PersonFeatures:
+    """Person-side FPN pyramid (P0 stride 2 … P4 stride 32)."""
+
+    pyramid: list[Tensor]
+
+    def __len__(self) -> int:
+        return self.pyramid[0].shape[0]
+
+    def select(self, idx: Index) -> "PersonFeatures":
+        i = _index(idx, self.pyramid[0].device)
+        return PersonFeatures([p.index_select(0, i) for p in self.pyramid])
+
+    @staticmethod
+    def cat(items: Sequence["PersonFeatures"]) -> "PersonFeatures":
+        return PersonFeatures([torch.cat(ps) for ps in zip(*(p.pyramid for p in items))])
+
+    def to(self, *args, **kwargs) -> "PersonFeatures":
+        return PersonFeatures([p.to(*args, **kwargs) for p in self.pyramid])
+
+
+@dataclass
+class WarpOutputs:
+    """Decoder outputs. Lists run over levels coarse → fine; empty in inference mode.
+
+    Shapes for batch B at input H×W (parts stacked [left; middle; right] on the batch axis):
+    ``last_flow`` 3B×2×H×W, ``seg_logits`` B×C×H×W; training lists: ``flows`` 3B×2×(H/16…H),
+    ``deltas`` 10 × 3B×2 (Main, Refine per level), ``part_images`` 3B×3, ``part_masks`` 3B×1,
+    ``delta_x``/``delta_y`` 3B×4×(h−2)×(w−2), ``full_images`` B×3, ``full_masks`` B×1,
+    ``attention`` B×3 (upsampled), ``segs`` B×C.
+    """
+
+    last_flow: Tensor
+    seg_logits: Tensor
+    flows: list[Tensor] = field(default_factory=list)
+    deltas: list[Tensor] = field(default_factory=list)
+    part_images: list[Tensor] = field(default_factory=list)
+    part_masks: list[Tensor] = field(default_factory=list)
+    delta_x: list[Tensor] = field(default_factory=list)
+    delta_y: list[Tensor] = field(default_factory=list)
+    full_images: list[Tensor] = field(default_factory=list)
+    full_masks: list[Tensor] = field(default_factory=list)
+    attention: list[Tensor] = field(default_factory=list)
+    segs: list[Tensor] = field(default_factory=list)
+
+    def as_tuple(self) -> tuple:
+        """The official 11-tuple order (last_flow, last_flow_all, delta_list, x_all, ...)."""
+        return (self.last_flow, self.flows, self.deltas, self.part_images, self.part_masks,
+                self.delta_x, self.delta_y, self.full_images, self.full_masks, self.attention, self.segs)
+
+
+def stack_parts(left: Tensor, middle: Tensor, right: Tensor) -> Tensor:
+    """Three B×… part tensors → 3B×… in the official [left; middle; right] batch order."""
+    return torch.cat((left, middle, right), 0)
+
+
+class FlowDecoder(nn.Module):
+    """Five-level local-flow / global-parsing decoder (``aflow_net``)."""
+
+    def __init__(self, variant: Variant, width: float = 1.0) -> None:
+        super().__init__()
+        spade = variant == "dresscode"
+        c = scaled(FPN_CHANNELS, width)
+
+        def heads(cin: int, cout: int, spade_: bool, tanh: bool = False) -> nn.ModuleList:
+            return nn.ModuleList(head(cin, cout, width, spade_, tanh) for _ in range(NUM_LEVELS))
+
+        # registration order = official key order
+        self.netLeftMain = heads(NUM_DISPLACEMENTS, 2, spade)
+        self.netTorsoMain = heads(NUM_DISPLACEMENTS, 2, spade)
+        self.netRightMain = heads(NUM_DISPLACEMENTS, 2, spade)
+        self.netLeftRefine = heads(2 * c, 2, spade)
+        self.netTorsoRefine = heads(2 * c, 2, spade)
+        self.netRightRefine = heads(2 * c, 2, spade)
+        self.netAttentionRefine = heads(4 * c, 3, False, tanh=True)
+        self.netPartFusion = nn.ModuleList(PartFusion(c) for _ in range(NUM_LEVELS))
+        self.netSeg = heads(2 * c, NUM_SEG_CLASSES[variant], spade, tanh=True)
+        # training-only smoothness filters; official checkpoints carry them as `aflow_net.weight`
+        self.register_buffer("second_diff", fl.second_difference_bank(), persistent=False)
+
+    def forward(self, gpyr: Sequence[Tensor], ppyr: Sequence[Tensor], part_masks: Tensor, preserve: Tensor,
+                type_map: Optional[Tensor] = None, part_images: Optional[Tensor] = None,
+                image: Optional[Tensor] = None, mask: Optional[Tensor] = None,
+                mode: Mode = "inference") -> WarpOutputs:
+        training = mode == "training"
+        if mode not in ("inference", "training"):
+            raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
+        if training and (part_images is None or image is None or mask is None):
+            raise ValueError("training mode needs part_images, image and mask")
+        tm = type_map
+        mains = (self.netLeftMain, self.netTorsoMain, self.netRightMain)
+        refines = (self.netLeftRefine, self.netTorsoRefine, self.netRightRefine)
+        out: dict[str, list[Tensor]] = {k: [] for k in (
+            "flows", "deltas", "part_images", "part_masks", "delta_x", "delta_y",
+            "full_images", "full_masks", "attention", "segs")}
+        flow: Optional[Tensor] = None
+        seg: Optional[Tensor] = None
+        # flows stay in float32 when the features are bf16/fp16: a bf16 grid is ~1 px coarse
+        fdt = torch.float32 if gpyr[0].dtype in (torch.bfloat16, torch.float16) else gpyr[0].dtype
+        for i in range(NUM_LEVELS):
+            g, p = gpyr[NUM_LEVELS - 1 - i], ppyr[NUM_LEVELS - 1 - i]
+            g3 = g.repeat(3, 1, 1, 1)
+            p3 = p.repeat(3, 1, 1, 1)
+            if flow is None:
+                g_in = g3
+            else:  # correlation input is warped with a detached flow (training detail)
+                g_in = fl.warp(g3, flow.detach(), padding="border")
+            cost = F.leaky_relu(correlation(g_in, p3), LRELU_SLOPE)
+            d1 = torch.cat([net[i](ck, tm) for net, ck in zip(mains, cost.chunk(3))]).to(fdt)
+            flow = fl.offset_to_grid(d1) if flow is None else fl.compose(flow, d1)
+            gl, gm, gr = fl.warp(g3, flow, padding="border").chunk(3)
+            d2 = torch.cat([net[i](torch.cat((gk, p), 1), tm) for net, gk in zip(refines, (gl, gm, gr))]).to(fdt)
+            flow = fl.compose(flow, d2)
+            scale = 0.5 ** (NUM_LEVELS - 1 - i)
+            flow_up = fl.up2(flow)
+            if training:
+                assert part_images is not None and image is not None and mask is not None
+                att = torch.softmax(self.netAttentionRefine[i](torch.cat((gl, gm, gr, p), 1)), dim=1)
+                fl_l, fl_m, fl_r = flow.chunk(3)
+                fused = fl_l * att[:, 0:1] + fl_m * att[:, 1:2] + fl_r * att[:, 2:3]
+                fused_up = fl.up2(fused)
+                out["deltas"] += [d1, d2]
+                out["attention"].append(fl.up2(att))
+                out["full_images"].append(fl.warp(fl.rescale(image, scale), fused_up))
+                out["full_masks"].append(fl.warp(fl.rescale(mask, scale), fused_up))
+                out["flows"].append(flow_up)
+                out["part_images"].append(fl.warp(fl.rescale(part_images, scale), flow_up))
+                dx, dy = fl.second_differences(flow_up, self.second_diff)
+                out["delta_x"].append(dx)
+                out["delta_y"].append(dy)
+            if training or i == NUM_LEVELS - 1:
+                masks_w = fl.warp(fl.rescale(part_masks, scale), flow_up)
+                keep = 1 - fl.rescale(preserve, scale)
+                gs = fl.warp(fl.up2(g3), flow_up, padding="border").chunk(3)
+                fused_feat = self.netPartFusion[i](
+                    torch.cat([gk * mk * keep for gk, mk in zip(gs, masks_w.chunk(3))], 1))
+                seg = self.netSeg[i](torch.cat((fused_feat, fl.up2(p)), 1), tm)
+                if training:
+                    out["part_masks"].append(masks_w)
+                    out["segs"].append(seg)
+            flow = flow_up
+        assert flow is not None and seg is not None
+        return WarpOutputs(last_flow=flow, seg_logits=seg, **out)
+
+
+class LFGPWarp(nn.Module):
+    """GP-VTON warping module (official ``AFWM_Vitonhd_lrarms`` / ``AFWM_Dressescode_lrarms``).
+
+    No BatchNorm or dropout: train and eval modes compute the same thing, and results do not
+    depend on the batch. ``width`` scales every channel count (1.0 = official).
+    """
+
+    def __init__(self, variant: Variant = "vitonhd", width: float = 1.0) -> None:
+        super().__init__()
+        if variant not in NUM_SEG_CLASSES:
+            raise ValueError(f"unknown warp variant {variant!r}")
+        self.variant: Variant = variant
+        self.width = float(width)
+        spade = variant == "dresscode"
+        self.image_features = FeatureEncoder(GARMENT_IN, width, spade=spade)
+        self.cond_features = FeatureEncoder(PERSON_IN, width)
+        self.image_FPN = RefinePyramid(width)
+        self.cond_FPN = RefinePyramid(width)
+        self.aflow_net = FlowDecoder(variant, width)
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_SEG_CLASSES[self.variant]
+
+    @property
+    def needs_type_map(self) -> bool:
+        return self.variant == "dresscode"
+
+    def encode_garment(self, garment_input: Tensor, type_map: Optional[Tensor] = None) -> GarmentFeatures:
+        """Garment encoder + FPN on B×4 ``cat[RGB·mask, part label]``; type map B×1 (Dress Code)."""
+        if self.needs_type_map and type_map is None:
+            raise ValueError("the Dress Code warp model needs a type map")
+        tm = type_map if self.needs_type_map else None
+        if tm is not None:
+            tm = tm.to(garment_input.dtype)
+        return GarmentFeatures(self.image_FPN(self.image_features(garment_input, tm)), tm)
+
+    def encode_person(self, cond: Tensor) -> PersonFeatures:
+        """Person encoder + FPN on the B×51 condition (densepose ±1, pose ±1, preserve)."""
+        return PersonFeatures(self.cond_FPN(self.cond_features(cond)))
+
+    def decode(self, garment: GarmentFeatures, person: PersonFeatures, part_masks: Tensor, preserve: Tensor,
+               *, part_images: Optional[Tensor] = None, image: Optional[Tensor] = None,
+               mask: Optional[Tensor] = None, mode: Mode = "inference") -> WarpOutputs:
+        """Decode B aligned (garment, person) rows.
+
+        part_masks: 3B×1×H×W garment part masks, [left; middle; right] (:func:`stack_parts`).
+        preserve:   B×1×H×W warp-stage preserve mask.
+        Training mode also needs part_images (3B×3, garment·part mask), image (B×3 garment·mask)
+        and mask (B×1 garment mask).
+        """
+        if len(garment) != len(person):
+            raise ValueError(f"garment rows ({len(garment)}) != person rows ({len(person)})")
+        return self.aflow_net(garment.pyramid, person.pyramid, part_masks, preserve, garment.type_map,
+                              part_images, image, mask, mode)
+
+    def forward(self, cond: Tensor, garment: Tensor, garment_mask: Tensor, garment_label: Tensor,
+                garment_left: Tensor, garment_mid: Tensor, garment_right: Tensor,
+                mask_left: Tensor, mask_mid: Tensor, mask_right: Tensor, preserve: Tensor,
+                type_map: Optional[Tensor] = None, mode: Mode = "training") -> WarpOutputs:
+        """Official argument order (GPVTON.md §3.1); Dress Code adds the type map (B×1×H×W)."""
+        gf = self.encode_garment(torch.cat((garment, garment_label), 1), type_map)
+        pf = self.encode_person(cond)
+        return self.decode(gf, pf, stack_parts(mask_left, mask_mid, mask_right), preserve,
+                           part_images=stack_parts(garment_left, garment_mid, garment_right),
+                           image=garment, mask=garment_mask, mode=mode)
+
+

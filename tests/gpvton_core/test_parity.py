@@ -1,0 +1,69 @@
+"""Parity with the official networks on the reference fixtures (spec/parity).
+
+float64 is the sharpest check (tolerance 1e-9). float64 convolutions are slow on CPU, so the
+Dress Code fixture (the heaviest network) runs in float32 by default and in float64 under
+``-m slow``; ``python -m gpvton_core.parity DIR --dtype both`` checks everything.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from gpvton_core import parity
+
+CASES = [
+    pytest.param("warp_vitonhd", torch.float64, id="warp_vitonhd-float64"),
+    pytest.param("generator", torch.float64, id="generator-float64"),
+    pytest.param("generator", torch.float32, id="generator-float32"),
+    pytest.param("warp_dresscode", torch.float32, id="warp_dresscode-float32"),
+    pytest.param("warp_dresscode", torch.float64, id="warp_dresscode-float64", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module")
+def fixtures(spec_dir):
+    d = spec_dir / "parity"
+    if not any(d.glob("*.npz")):
+        pytest.fail(f"no parity fixtures in {d}")
+    return d
+
+
+@pytest.mark.parametrize("name,dtype", CASES)
+def test_fixture(fixtures, name, dtype, request):
+    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("float64 Dress Code parity takes minutes on CPU: run with -m slow")
+    path = fixtures / f"{name}.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    lines: list[str] = []
+    fill = parity.load_fill_weights(fixtures, None)
+    checks = parity.run_fixture(path, fill, fixtures.parent / "checkpoints", [dtype], log=lines.append)
+    print("\n".join(lines))
+    assert checks, "fixture not recognised"
+    failed = [c.line() for c in checks if not c.ok]
+    assert not failed, "\n".join(failed)
+    names = {c.name for c in checks}
+    if name == "generator":
+        assert {"in_gen_inputs", "ref_gen_raw", "ref_p_tryon"} <= names
+    else:
+        assert {"ref_last_flow", "ref_seg_logits", "ref_warped_cloth", "ref_warped_label", "dbg_attention_l0",
+                "dbg_delta_l1_refine"} <= names
+
+
+def test_cli_exit_codes(fixtures, tmp_path, capsys):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    shutil.copy(fixtures / "generator.npz", good / "generator.npz")
+    with np.load(fixtures / "generator.npz", allow_pickle=False) as f:
+        z = {k: f[k] for k in f.files}
+    z["ref_gen_raw"] = z["ref_gen_raw"] + 1e-3  # far above the float32 tolerance (2e-5)
+    np.savez_compressed(bad / "generator.npz", **z)
+    keys = ["--spec", str(fixtures), "--keys-dir", str(fixtures.parent / "checkpoints")]
+    assert parity.main([str(good), *keys, "--dtype", "float32"]) == 0
+    assert parity.main([str(bad), *keys, "--dtype", "float32"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "ref_gen_raw" in out
+    with pytest.raises(FileNotFoundError):
+        parity.main([str(tmp_path), *keys])

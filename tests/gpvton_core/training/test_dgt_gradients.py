@@ -1,0 +1,92 @@
+"""DGT: with truncation on, the warped predictions get no gradient inside the truncated region."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gpvton_core.training import batch as B, dgt, losses as L
+from gpvton_core.warp import LFGPWarp
+from pipelines.synthetic import make_catalogue
+
+
+def _load(root: Path, variant: str, n: int = 2) -> dict:
+    G = {r["garment_id"]: r for r in csv.DictReader(open(root / "garments.csv"))}
+    out = []
+    for r in csv.DictReader(open(root / "persons.csv")):
+        g = G[r["worn_garment_id"]]
+        if g["category"] != "upper":
+            continue
+        a = lambda k, row=r: np.asarray(Image.open(root / row[k]))  # noqa: E731
+        kp = np.asarray(json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"], np.float32)
+        person = {"person_id": r["person_id"], "image": a("image"), "parsing": a("parsing"),
+                  "densepose": a("densepose"), "keypoints": kp, "pc_ratio": 1.2}
+        garment = {"garment_id": g["garment_id"], "category": "upper",
+                   "image": np.asarray(Image.open(root / g["image"])), "mask": np.asarray(Image.open(root / g["mask"])),
+                   "parts": np.asarray(Image.open(root / g["parts"]))}
+        out.append(B.make_sample(person, garment, variant))
+        if len(out) == n:
+            break
+    return B.collate(out)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dgt")
+    make_catalogue(root, n_garments=3, n_persons=6, height=128, width=96, seed=5)
+    return _load(root, "vitonhd")
+
+
+def _grads(batch, truncate: bool):
+    torch.manual_seed(0)
+    net = LFGPWarp("vitonhd", width=0.0625)
+    b = batch
+    parts = b["garment_parts"]
+    out = net(b["cond"], b["garment"], b["garment_mask"], b["garment_input"][:, 3:4],
+              *[b["garment"] * parts[:, k] for k in range(3)], *[parts[:, k] for k in range(3)], b["preserve"])
+    for t in out.part_images + out.full_images + out.part_masks + out.full_masks:
+        t.retain_grad()
+    rng = np.random.default_rng(0)
+    choices = [dgt.choose_region(float(r), "vitonhd", c, rng) for r, c in zip(b["pc_ratio"].tolist(), b["category"])]
+    pm1, pm2 = dgt.loss_masks(b, choices, "vitonhd")
+    tp, tf = dgt.truncation_masks(b, pm1, pm2, "vitonhd")
+    terms = L.warp_losses(out, b, "vitonhd", t_parts=tp if truncate else None, t_full=tf if truncate else None)
+    # the terms DGT governs (the parsing branch also reads the warped masks: not a DGT term)
+    (terms["l1"] + terms["mask"] + terms["full_l1"] + terms["full_mask"]).backward()
+    return out, tp, tf
+
+
+def test_gradients_zero_inside_truncated_region(batch):
+    out, tp, tf = _grads(batch, truncate=True)
+    for num in range(5):
+        size = tuple(out.part_images[num].shape[-2:])
+        t = dgt.at_level(tp, size).bool()                                 # 3B×1×h×w
+        assert t.any() and (~t).any()
+        for x in (out.part_images[num], out.part_masks[num]):
+            g = x.grad
+            assert g is not None
+            inside = g.masked_select(t.expand_as(g))
+            assert float(inside.abs().max()) == 0.0
+            assert float(g.masked_select((~t).expand_as(g)).abs().max()) > 0
+        tfl = dgt.at_level(tf, size).bool()
+        for x in (out.full_images[num], out.full_masks[num]):
+            assert float(x.grad.masked_select(tfl.expand_as(x.grad)).abs().max()) == 0.0
+    # the finest level's truncated region is a real part of the picture
+    assert float(dgt.at_level(tp, tuple(out.part_images[-1].shape[-2:])).mean()) > 0.05
+
+
+def test_gradients_flow_inside_region_without_dgt(batch):
+    out, tp, tf = _grads(batch, truncate=False)
+    for num in (3, 4):
+        size = tuple(out.part_images[num].shape[-2:])
+        t = dgt.at_level(tp, size).bool()
+        g = out.part_images[num].grad
+        assert float(g.masked_select(t.expand_as(g)).abs().max()) > 0
+        gm = out.part_masks[num].grad
+        assert float(gm.masked_select(t.expand_as(gm)).abs().max()) > 0

@@ -1,0 +1,484 @@
+"""Per-worker Ray Train loop for the warping module and the try-on generator (GPVTON.md §9).
+
+``train_loop_per_worker(config)`` runs inside each Ray Train worker (or directly, as a single
+process, when no Ray Train session is active). What it does:
+
+* reads the training pairs — persons with a ``worn_garment_id`` joined with their garment — from
+  the condition shards (local folder or ``s3://``), at the training resolution;
+* every step takes one *global* batch from a per-epoch permutation seeded by (seed, epoch) and
+  gives each worker its own slice (rank r of world size N gets rows r·b … r·b+b−1), so the data
+  are sharded across workers and a step is a pure function of (seed, step): resuming is exact;
+* augmentations: none. The official training (GPVTON.md §8.2) loads images as stored: no resize
+  or crop, flipping hard-disabled; a flip would also have to swap the left/right labels. We keep
+  that; the only randomness per step is DGT's FULL/SHORT choice, drawn from a generator seeded
+  by (seed, step, rank);
+* DDP through ``ray.train.torch.prepare_model`` (gloo on CPU): gradients are averaged across
+  workers; logged losses are all-reduced means over the workers;
+* checkpoints every ``checkpoint_every`` steps and at the end, written by rank 0 straight to the
+  job storage through :class:`infra.storage.Storage`::
+
+      OUT/checkpoints/step-NNNNNNNN/{model.safetensors, disc.safetensors, state.pt}
+      OUT/checkpoints/latest.json                {"step": N, "dir": "checkpoints/step-NNNNNNNN"}
+      OUT/{warp|generator}.safetensors           final weights (what ``gpvton render`` loads)
+      OUT/log.csv, OUT/log.jsonl                 one row per step: every loss term, lr, seconds
+      OUT/loss_curve.png                         total loss per step (matplotlib, Agg)
+
+  ``state.pt`` holds the optimiser states, the torch RNG state and the step; ``resume=True``
+  continues from ``latest.json`` and reproduces an uninterrupted run step for step.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS_WARP = ("l1", "vgg", "mask", "smooth2", "full_l1", "full_mask", "attention", "parsing",
+                   "smooth1", "gan")
+LOG_FIELDS_GEN = ("l1_tryon", "l1_rendered", "mask", "vgg_tryon", "vgg_rendered", "gan")
+
+
+# ---- context -----------------------------------------------------------------------------------
+def _context() -> tuple[int, int, bool]:
+    """(rank, world size, inside a Ray Train session)."""
+    try:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        return int(ctx.get_world_rank()), int(ctx.get_world_size()), True
+    except Exception:  # noqa: BLE001 - no Ray Train session: a plain single process
+        return 0, 1, False
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def _png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    if im.mode == "P":
+        im = im.convert("L")
+    return np.asarray(im)
+
+
+def _read_table(storage, prefix: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for key in storage.list(prefix, ".parquet"):
+        t = pq.read_table(io.BytesIO(storage.read_bytes(key)))
+        if t.num_rows:
+            tables.append(t)
+    return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
+def list_pairs(shards: str, variant: str, s3: Optional[dict] = None,
+               categories: Optional[list[str]] = None) -> tuple[list[dict], dict[str, dict]]:
+    """Training pairs (sorted by person id) and the raw garment rows, from the shards.
+
+    VITON-HD's warp variant only has rules for upper garments, so ``variant="vitonhd"`` keeps the
+    upper pairs; the Dress Code variant takes all three categories.
+    """
+    from infra.storage import S3Settings, Storage
+
+    st = Storage(shards, S3Settings(**s3) if s3 else None)
+    persons = _read_table(st, "persons")
+    garments = _read_table(st, "garments")
+    if persons is None or garments is None:
+        raise ValueError(f"{shards}: no persons or no garments in the shards")
+    grows = {r["garment_id"]: r for r in garments.to_pylist()}
+    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
+    if variant == "vitonhd":
+        cats &= {"upper"}
+    pairs = []
+    for r in persons.to_pylist():
+        gid = r.get("worn_garment_id")
+        g = grows.get(gid) if gid else None
+        if g is None or g["category"] not in cats:
+            continue
+        pairs.append({"person": r, "garment_id": gid})
+    pairs.sort(key=lambda p: p["person"]["person_id"])
+    return pairs, grows
+
+
+def decode_pair(pair: dict, grows: dict[str, dict], size: tuple[int, int], variant: str) -> dict:
+    """Decode one pair's PNGs, resize to ``size`` and build its training sample."""
+    from gpvton_core.training import batch as B
+
+    r = pair["person"]
+    g = grows[pair["garment_id"]]
+    img, (parsing, dp), kp = B.resize_arrays(_png(r["image_png"])[..., :3],
+                                             [_png(r["parsing_png"]), _png(r["densepose_png"])],
+                                             np.asarray(r["keypoints"], np.float32), size)
+    gimg, (gmask, gparts), _ = B.resize_arrays(_png(g["image_png"])[..., :3],
+                                               [_png(g["mask_png"]), _png(g["parts_png"])], None, size)
+    person = {"person_id": r["person_id"], "image": np.ascontiguousarray(img), "parsing": parsing,
+              "densepose": dp, "keypoints": kp, "pc_ratio": r.get("pc_ratio")}
+    garment = {"garment_id": g["garment_id"], "category": g["category"], "image": np.ascontiguousarray(gimg),
+               "mask": gmask, "parts": gparts}
+    return B.make_sample(person, garment, variant)
+
+
+def batch_indices(n: int, step: int, steps_per_epoch: int, global_batch: int, seed: int) -> list[int]:
+    """Global batch of ``step``: a slice of the per-epoch permutation (wrapping)."""
+    epoch = step // steps_per_epoch
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    start = (step % steps_per_epoch) * global_batch
+    return [int(perm[(start + i) % n]) for i in range(global_batch)]
+
+
+def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
+    """Official schedule: constant for ``niter`` epochs, then −lr0/niter_decay after each epoch."""
+    if niter_decay <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, epoch - 1 - niter) / niter_decay)
+
+
+def read_url(url: str, s3: Optional[dict] = None) -> bytes:
+    """Bytes of a local path or an fsspec URL (``s3://``)."""
+    from infra.storage import S3Settings, _strip, filesystem
+
+    fs = filesystem(url, S3Settings(**s3) if s3 else None)
+    with fs.open(_strip(url), "rb") as fh:
+        return fh.read()
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+def _unwrap(m):
+    return getattr(m, "module", m)
+
+
+def safetensors_bytes(model, meta: dict[str, Any]) -> bytes:
+    """Our safetensors format (``gpvton_core.checkpoints``): the JSON header under ``"gpvton"``
+    (kind, width, …); every header field is also stored as its own JSON-valued metadata key."""
+    from safetensors.torch import save
+
+    net = _unwrap(model)
+    header = dict(meta)
+    try:
+        from gpvton_core.checkpoints import META_KEY, model_kind
+
+        header["kind"] = model_kind(net)
+    except Exception:  # noqa: BLE001 - e.g. the discriminator: keep the caller's kind
+        META_KEY = "gpvton"
+    sd = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    md = {k: json.dumps(v) for k, v in header.items()}
+    md[META_KEY] = json.dumps(header, sort_keys=True)
+    return save(sd, metadata=md)
+
+
+def load_safetensors_bytes(data: bytes):
+    from safetensors.torch import load
+
+    return load(data)
+
+
+def read_meta(data: bytes) -> dict[str, Any]:
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.get("__metadata__", {})
+    out = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from gpvton_core.training import dgt
+    from gpvton_core.training import losses as L
+    from gpvton_core.training.batch import collate
+    from gpvton_core.training.discriminator import SpectralDiscriminator
+    from infra.storage import S3Settings, Storage
+
+    c = dict(config)
+    rank, world, in_ray = _context()
+    if c.get("threads"):
+        torch.set_num_threads(int(c["threads"]))
+    stage, variant = c["stage"], c["variant"]
+    H, W = int(c["height"]), int(c["width_px"])
+    bs, steps, seed = int(c["batch_size"]), int(c["steps"]), int(c["seed"])
+    s3 = c.get("s3")
+    out = Storage(c["output"], S3Settings(**s3) if s3 else None)
+
+    pairs, grows = list_pairs(c["shards"], variant, s3, c.get("categories"))
+    if c.get("max_pairs"):
+        pairs = pairs[: int(c["max_pairs"])]
+    if not pairs:
+        raise ValueError(f"{c['shards']}: no training pairs (persons with a worn_garment_id"
+                         f"{' and an upper garment' if variant == 'vitonhd' else ''})")
+    n = len(pairs)
+    gb = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    cache: dict[int, dict] = {}
+
+    def sample(i: int) -> dict:
+        if i not in cache:
+            cache[i] = decode_pair(pairs[i], grows, (H, W), variant)
+        return cache[i]
+
+    # models ---------------------------------------------------------------------------------------
+    torch.manual_seed(seed)
+    width = float(c["model_width"])
+    if stage == "warp":
+        from gpvton_core.warp import NUM_SEG_CLASSES, LFGPWarp
+
+        net = LFGPWarp(variant, width)
+        ncls = NUM_SEG_CLASSES[variant]
+        disc_in = 51 + 1 + ncls
+        warp_net = None
+    else:
+        from gpvton_core.generator import TryOnGenerator
+        from gpvton_core.warp import LFGPWarp
+
+        net = TryOnGenerator(width)
+        disc_in = 39
+        wdata = read_url(c["warp_checkpoint"], s3)
+        wmeta = read_meta(wdata)
+        warp_net = LFGPWarp(wmeta.get("variant", variant), float(wmeta.get("width", width)))
+        warp_net.load_state_dict(load_safetensors_bytes(wdata))
+        warp_net.eval().requires_grad_(False)
+    disc = SpectralDiscriminator(disc_in, float(c.get("disc_width") or width)) if c.get("gan", True) else None
+    vgg = None
+    if c.get("perceptual", True):
+        from gpvton_core.training.vgg import VGG19Features, VGGLoss
+
+        vgg = VGGLoss(VGG19Features(normalize=bool(c.get("vgg_normalize", True))).load_weights(c["vgg_weights"]))
+    betas = (float(c.get("beta1", 0.5)), 0.999)
+    opt = torch.optim.Adam(net.parameters(), lr=float(c["lr"]), betas=betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=float(c["lr_d"]), betas=betas) if disc is not None else None
+
+    # resume -----------------------------------------------------------------------------------------
+    start = 0
+    rows: list[dict] = []
+    if c.get("resume") and out.exists("checkpoints/latest.json"):
+        latest = out.read_json("checkpoints/latest.json")
+        d = latest["dir"]
+        net.load_state_dict(load_safetensors_bytes(out.read_bytes(f"{d}/model.safetensors")))
+        if disc is not None and out.exists(f"{d}/disc.safetensors"):
+            disc.load_state_dict(load_safetensors_bytes(out.read_bytes(f"{d}/disc.safetensors")))
+        state = torch.load(io.BytesIO(out.read_bytes(f"{d}/state.pt")), map_location="cpu", weights_only=False)
+        opt.load_state_dict(state["opt"])
+        if opt_d is not None and state.get("opt_d") is not None:
+            opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        if out.exists("log.jsonl"):
+            rows = [json.loads(l) for l in out.read_bytes("log.jsonl").decode().splitlines() if l.strip()]
+            rows = [r for r in rows if r["step"] <= start]
+        if rank == 0:
+            log.info("resuming from %s (step %d)", d, start)
+
+    if in_ray and world > 1:
+        import ray.train.torch as rtt
+
+        net = rtt.prepare_model(net, move_to_device=True, parallel_strategy_kwargs={"find_unused_parameters": True})
+        if disc is not None:
+            disc = rtt.prepare_model(disc, move_to_device=True)
+    net.train()
+
+    meta_base = {"stage": stage, "kind": stage, "variant": variant, "width": width, "format": "gpvton-safetensors-1",
+                 "resolution": [H, W], "config": {k: v for k, v in c.items() if k not in ("s3",)},
+                 "provenance": c.get("provenance", {})}
+
+    def save_checkpoint(step: int) -> None:
+        if rank != 0:
+            return
+        d = f"checkpoints/step-{step:08d}"
+        meta = dict(meta_base, step=step)
+        out.write_bytes(f"{d}/model.safetensors", safetensors_bytes(net, meta))
+        if disc is not None:
+            out.write_bytes(f"{d}/disc.safetensors", safetensors_bytes(disc, {"kind": "discriminator"}))
+        buf = io.BytesIO()
+        torch.save({"opt": opt.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
+                    "torch_rng": torch.get_rng_state(), "step": step}, buf)
+        out.write_bytes(f"{d}/state.pt", buf.getvalue())
+        write_logs()
+        out.write_json("checkpoints/latest.json", {"step": step, "dir": d})
+
+    def write_logs() -> None:
+        if rank != 0:
+            return
+        out.write_bytes("log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+        if rows:
+            s = io.StringIO()
+            fields = list(rows[0].keys())
+            wr = csv.DictWriter(s, fieldnames=fields, extrasaction="ignore")
+            wr.writeheader()
+            wr.writerows(rows)
+            out.write_bytes("log.csv", s.getvalue().encode())
+
+    fields = LOG_FIELDS_WARP if stage == "warp" else LOG_FIELDS_GEN
+    bar = None
+    if rank == 0 and c.get("progress", True):
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=f"train {stage}", file=sys.stderr, mininterval=1.0,
+                   dynamic_ncols=True)
+    ck_every = int(c.get("checkpoint_every") or 0)
+    mask_epoch = int(c.get("mask_epoch", 70))
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        epoch = 1 + step // spe
+        f = lr_factor(epoch, int(c.get("niter", 10 ** 9)), int(c.get("niter_decay", 0)))
+        for g in opt.param_groups:
+            g["lr"] = float(c["lr"]) * f
+        if opt_d is not None:
+            for g in opt_d.param_groups:
+                g["lr"] = float(c["lr_d"]) * f
+        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        b = collate([sample(i) for i in idx])
+        rng = np.random.default_rng([seed, step, rank])
+        row: dict[str, Any] = {"step": step + 1, "epoch": epoch, "lr": float(c["lr"]) * f}
+        if stage == "warp":
+            dgt_on = bool(c.get("dgt", True)) and dgt.active(epoch, mask_epoch)
+            t_parts = t_full = None
+            if dgt_on:
+                choices = [dgt.choose_region(float(r), variant, cat, rng, bool(c.get("dynamic_mask", True)))
+                           for r, cat in zip(b["pc_ratio"].tolist(), b["category"])]
+                pm1, pm2 = dgt.loss_masks(b, choices, variant)
+                t_parts, t_full = dgt.truncation_masks(b, pm1, pm2, variant)
+            parts = b["garment_parts"]
+            args = [b["cond"], b["garment"], b["garment_mask"], b["garment_input"][:, 3:4],
+                    *[b["garment"] * parts[:, k] for k in range(3)], *[parts[:, k] for k in range(3)],
+                    b["preserve"]]
+            if variant == "dresscode":
+                args.append(b["type_map"])
+            o = net(*args, mode="training")
+            terms = L.warp_losses(o, b, variant, t_parts=t_parts, t_full=t_full, vgg=vgg, disc=disc)
+            fake_for_d = o.segs[-1]
+            row["dgt"] = int(dgt_on)
+        else:
+            x, rendered, tryon, m, real = generator_forward(net, warp_net, b, variant)
+            terms = L.generator_losses(x, rendered, tryon, m, real, vgg=vgg, disc=disc)
+        if disc is not None:
+            disc.requires_grad_(False)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        d_loss = torch.zeros(())
+        if disc is not None:
+            disc.requires_grad_(True)
+            opt_d.zero_grad(set_to_none=True)
+            if stage == "warp":
+                d_loss = L.warp_disc_loss(disc, b, fake_for_d, L.CE_WEIGHTS[variant].__len__())
+            else:
+                d_loss = L.generator_disc_loss(disc, x, rendered, real)
+            d_loss.backward()
+            opt_d.step()
+        vals = torch.stack([terms["total"].detach()] + [terms[k].detach() for k in fields] + [d_loss.detach()])
+        if _distributed():
+            import torch.distributed as dist
+
+            dist.all_reduce(vals)
+            vals /= world
+        v = vals.tolist()
+        row["total"] = v[0]
+        row.update({k: v[i + 1] for i, k in enumerate(fields)})
+        row["d_loss"] = v[-1]
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{v[0]:.3f}")
+        if ck_every and (step + 1) % ck_every == 0 and step + 1 < steps:
+            save_checkpoint(step + 1)
+        if in_ray and c.get("report_every") and (step + 1) % int(c["report_every"]) == 0:
+            import ray.train
+
+            ray.train.report({"step": step + 1, "loss": v[0]})
+    if bar is not None:
+        bar.close()
+    if start < steps or not out.exists("checkpoints/latest.json"):
+        save_checkpoint(steps)
+    if rank == 0:
+        out.write_bytes(f"{stage}.safetensors", safetensors_bytes(net, dict(meta_base, step=steps)))
+        write_logs()
+        try:
+            out.write_bytes("loss_curve.png", plot_curve(rows, stage))
+        except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished run
+            log.warning("loss curve not written: %s", exc)
+    result = {"steps": steps, "pairs": n, "final_loss": rows[-1]["total"] if rows else None}
+    if in_ray:
+        import ray.train
+
+        ray.train.report(result)
+    return result
+
+
+def generator_forward(net, warp_net, b: dict, variant: str):
+    """Warped garment from the frozen warper (test-time assembly, uint8 round trip), generator input,
+    outputs: (x, rendered, tryon, composition mask, real)."""
+    import torch
+
+    from gpvton_core import inputs as I
+    from gpvton_core.warp import stack_parts
+
+    parts = b["garment_parts"]
+    with torch.no_grad():
+        tm = b["type_map"] if variant == "dresscode" else None
+        gf = warp_net.encode_garment(b["garment_input"], tm)
+        pf = warp_net.encode_person(b["cond"])
+        o = warp_net.decode(gf, pf, stack_parts(parts[:, 0], parts[:, 1], parts[:, 2]), b["preserve"],
+                            mode="inference")
+        a = I.assemble(o.last_flow, o.seg_logits, b["garment"], parts, b["preserve"],
+                       b["part_classes"], b["extra_classes"])
+        cloth = I.quantise(a.cloth)
+        pres = b["preserve_gen"]
+        x, gmask = I.generator_input(b["image"] * pres, cloth, a.label, b["skin"], b["pose"],
+                                     b["part_classes"], b["extra_classes"])
+        if variant == "dresscode":  # generator-stage preserve × (1 − warped garment mask)
+            pres = pres * (1 - gmask)
+            x = torch.cat((b["image"] * pres, x[:, 3:]), 1)
+    raw = net(x)
+    rendered = torch.tanh(raw[:, 0:3])
+    m = torch.sigmoid(raw[:, 3:4]) * gmask
+    if variant == "vitonhd":  # training only: × the ground-truth person garment mask (§9.3)
+        m = m * b["person_garment_mask"]
+    tryon = cloth * m + rendered * (1 - m)
+    return x, rendered, tryon, m, b["image"]
+
+
+def plot_curve(rows: list[dict], stage: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["total"] for r in rows], label="total", lw=1.5)
+    for k in (("l1", "full_l1", "parsing") if stage == "warp" else ("l1_tryon", "l1_rendered")):
+        if rows and k in rows[0]:
+            ax.plot(steps, [r[k] for r in rows], label=k, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(f"gpvton train {stage}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
