@@ -37,7 +37,8 @@ def model_only(shards: Path, variant: str, width: float, batch_size: int, thread
 
     from gpvton_core import inputs as gi
     from gpvton_core.generator import TryOnGenerator
-    from gpvton_core.warp import GarmentFeatures, LFGPWarp, PersonFeatures
+    from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
+    from gpvton_core.warp import LFGPWarp
     from workers.render_actor import decode_png
 
     torch.set_num_threads(threads)
@@ -50,26 +51,12 @@ def model_only(shards: Path, variant: str, width: float, batch_size: int, thread
          for r in prow]
     G = [gi.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
                            decode_png(r["parts_png"], "L"), "upper", variant) for r in grow]
-    pairs = [(i, j) for i in range(len(P)) for j in range(len(G))]
+    pipe = TryOnPipeline(warp, gen, resolution=tuple(P[0].inputs.image.shape[-2:]))
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        gs = gi.stack_garments(G)
-        ps = gi.stack_persons(P)
-        gf = warp.encode_garment(gs["garment_input"])
-        pf = warp.encode_person(ps["cond"])
-        for s in range(0, len(pairs), batch_size):
-            chunk = pairs[s:s + batch_size]
-            pi, gj = [i for i, _ in chunk], [j for _, j in chunk]
-            b = len(chunk)
-            pm = gs["part_masks"][gj]
-            out = warp.decode(GarmentFeatures.select(gf, gj), PersonFeatures.select(pf, pi),
-                              torch.cat([pm[:, k] for k in range(3)], 0), ps["preserve_warp"][pi])
-            cls, ext = [gi.part_classes(variant, "upper")] * b, [gi.extra_classes(variant, "upper")] * b
-            asm = gi.assemble(out.last_flow, out.seg_logits, gs["image"][gj], pm, ps["preserve_warp"][pi], cls, ext)
-            cloth = gi.quantise(asm.cloth)
-            x, gm = gi.generator_input(ps["image"][pi] * ps["preserve_gen"][pi], cloth, asm.label, ps["skin"][pi],
-                                       ps["pose"][pi], cls, ext)
-            gi.compose(gen.infer(x), cloth, gm)
+    gb = pipe.encode_garments(GarmentInputs.cat(G))
+    pb = pipe.encode_persons(PersonInputs.cat([p.inputs for p in P]))
+    out = pipe.cross(gb, pb, batch_size=batch_size)
+    pairs = range(len(out.tryon))
     el = time.perf_counter() - t0
     return {"pairs": len(pairs), "seconds": el, "pairs_per_second": len(pairs) / el}
 

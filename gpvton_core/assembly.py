@@ -76,12 +76,14 @@ def seg_argmax(seg_logits: Tensor) -> Tensor:
 
 
 def assemble_warp(part_images: Tensor, part_masks: Tensor, last_flow: Tensor, seg: Tensor, preserve: Tensor,
-                  part_cls: Tensor, extra_cls: Tensor) -> tuple[Tensor, Tensor]:
+                  part_cls: Tensor, extra_cls: Tensor, return_part_masks: bool = False):
     """Warped garment B×3 and label map B×1 (float, integer-valued) from per-part flows.
 
     part_images 3B×3 (garment·part mask), part_masks 3B×1, last_flow 3B×2, all [left; middle;
     right]; seg B×1 argmax map; preserve B×1 (warp stage); part_cls / extra_cls B×3 long.
     The arm / neck labels are added after the preserve step and are not masked (§4).
+    ``return_part_masks``: also return the warped part masks E_k as B×3×H×W (left, middle,
+    right; before the parsing selection and the preserve step), the masks the scores use.
     """
     b = seg.shape[0]
     dt = part_images.dtype
@@ -101,6 +103,8 @@ def assemble_warp(part_images: Tensor, part_masks: Tensor, last_flow: Tensor, se
     for k in range(3):
         e = extra_cls[:, k].view(b, 1, 1, 1)
         label = label + (seg == e).to(dt) * e.to(dt)
+    if return_part_masks:
+        return cloth, label, torch.cat(edges, 1)
     return cloth, label
 
 
@@ -133,14 +137,17 @@ def generator_input(image: Tensor, preserve_gen: Tensor, warped_cloth: Tensor, w
         raise ValueError(f"unknown variant {variant!r}")
     edge = ((lab >= 1) & (lab <= garment_max)).to(dt)
     arms = ((lab == extras[0]).to(dt) * 1 + (lab == extras[1]).to(dt) * 2 + (lab == extras[2]).to(dt) * 3) / 3
-    pres = preserve_gen.to(dt)
-    if variant == "dresscode":
-        pres = pres * (1 - edge)
+    pres = generator_preserve(preserve_gen.to(dt), edge, variant)
     h, w = image.shape[-2:]
     if skin.dim() == 2:
         skin = skin.view(-1, 3, 1, 1).expand(-1, 3, h, w)
     x = torch.cat((image.to(dt) * pres, warped_cloth, edge, arms, skin.to(dt), pose.to(dt)), 1)
     return x, edge
+
+
+def generator_preserve(preserve_gen: Tensor, warped_edge: Tensor, variant: str) -> Tensor:
+    """Generator-stage preserve mask as applied: Dress Code × (1 − warped garment mask) (§8.5)."""
+    return preserve_gen * (1 - warped_edge) if variant == "dresscode" else preserve_gen
 
 
 def compose(raw: Tensor, warped_cloth: Tensor, warped_edge: Tensor) -> tuple[Tensor, Tensor, Tensor]:

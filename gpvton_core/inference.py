@@ -8,6 +8,10 @@ Stable API for the render stage::
     out = pipe.run_pairs(gb, pb, garment_idx, person_idx, batch_size=4)   # any list of pairs
     out = pipe.cross(gb, pb)                           # all G×P pairs, person-major order
     out.tryon                                          # N×3×H×W in [−1,1]
+    out.warped_part_masks, out.seg, out.preserve_gen   # what gpvton_core.scores needs
+
+Rows of inputs / encoded batches combine with ``PersonInputs.cat`` / ``GarmentInputs.cat`` and
+``GarmentBatch.select`` / ``.cat`` (likewise ``PersonBatch``), e.g. to cache encoded rows per id.
 
 The garment and person encoders run once per row; only the flow decoder, the assembly and
 the generator run per pair. Everything runs under ``torch.inference_mode()``; the generator
@@ -91,10 +95,25 @@ class PersonInputs:
     def __len__(self) -> int:
         return self.image.shape[0]
 
+    @staticmethod
+    def cat(items: Sequence["PersonInputs"]) -> "PersonInputs":
+        """Rows of several inputs in order (category kept when every item has one)."""
+        cats = [x.category for x in items]
+        return PersonInputs(*(torch.cat([getattr(x, k) for x in items]) for k in _PERSON_TENSORS),
+                            category=None if any(c is None for c in cats) else [c for cs in cats for c in cs])
+
+    def select(self, idx: Index) -> "PersonInputs":
+        i = _idx(idx, self.image.device)
+        return PersonInputs(*(getattr(self, k).index_select(0, i) for k in _PERSON_TENSORS),
+                            category=None if self.category is None else [self.category[j] for j in i.tolist()])
+
     def cond(self) -> Tensor:
         """B×51 warp condition: [DensePose one-hot ×2−1, pose, warp preserve mask]."""
         onehot = F.one_hot(self.densepose[:, 0].long(), 25).permute(0, 3, 1, 2).to(self.pose.dtype)
         return torch.cat((onehot * 2 - 1, self.pose, self.preserve_warp.to(self.pose.dtype)), 1)
+
+
+_PERSON_TENSORS = ("image", "densepose", "pose", "preserve_warp", "preserve_gen", "skin")
 
 
 @dataclass
@@ -108,6 +127,11 @@ class GarmentInputs:
 
     def __len__(self) -> int:
         return self.image.shape[0]
+
+    @staticmethod
+    def cat(items: Sequence["GarmentInputs"]) -> "GarmentInputs":
+        return GarmentInputs(*(torch.cat([getattr(x, k) for x in items]) for k in ("image", "mask", "parts")),
+                             category=[c for x in items for c in x.category])
 
 
 @dataclass
@@ -125,6 +149,20 @@ class GarmentBatch:
     def __len__(self) -> int:
         return self.clothes.shape[0]
 
+    def select(self, idx: Index) -> "GarmentBatch":
+        i = _idx(idx, self.clothes.device)
+        return GarmentBatch(self.features.select(i), *(getattr(self, k).index_select(0, i) for k in _GARMENT_ROWS),
+                            category=[self.category[j] for j in i.tolist()])
+
+    @staticmethod
+    def cat(items: Sequence["GarmentBatch"]) -> "GarmentBatch":
+        return GarmentBatch(GarmentFeatures.cat([x.features for x in items]),
+                            *(torch.cat([getattr(x, k) for x in items]) for k in _GARMENT_ROWS),
+                            category=[c for x in items for c in x.category])
+
+
+_GARMENT_ROWS = ("parts_warp", "clothes", "parts", "part_cls", "extra_cls")
+
 
 @dataclass
 class PersonBatch:
@@ -137,6 +175,15 @@ class PersonBatch:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def select(self, idx: Index) -> "PersonBatch":
+        i = _idx(idx, self.preserve_warp_lr.device)
+        return PersonBatch(self.features.select(i), self.preserve_warp_lr.index_select(0, i), self.inputs.select(i))
+
+    @staticmethod
+    def cat(items: Sequence["PersonBatch"]) -> "PersonBatch":
+        return PersonBatch(PersonFeatures.cat([x.features for x in items]),
+                           torch.cat([x.preserve_warp_lr for x in items]), PersonInputs.cat([x.inputs for x in items]))
+
 
 @dataclass
 class TryOnOutputs:
@@ -148,6 +195,8 @@ class TryOnOutputs:
     composition_mask: Tensor  # N×1×H×W sigmoid mask × warped garment mask
     rendered: Tensor  # N×3×H×W generator rendering (tanh)
     seg: Tensor  # N×1×H×W long parsing argmax (full resolution)
+    warped_part_masks: Tensor  # N×3×H×W part masks E_k warped by their own flows (left, middle, right)
+    preserve_gen: Tensor  # N×1×H×W generator-stage preserve mask as applied (Dress Code: × (1 − warped mask))
 
     @staticmethod
     def cat(items: Sequence["TryOnOutputs"]) -> "TryOnOutputs":
@@ -252,17 +301,20 @@ class TryOnPipeline:
         part_images = _parts_stacked(clothes.unsqueeze(1) * parts.unsqueeze(2))
         part_masks = _parts_stacked(parts.unsqueeze(2))
         person = pb.inputs
-        cloth, label = asm.assemble_warp(part_images, part_masks, flow, seg,
-                                         person.preserve_warp.index_select(0, pi),
-                                         gb.part_cls.index_select(0, gi), gb.extra_cls.index_select(0, gi))
+        cloth, label, warped_parts = asm.assemble_warp(part_images, part_masks, flow, seg,
+                                                       person.preserve_warp.index_select(0, pi),
+                                                       gb.part_cls.index_select(0, gi), gb.extra_cls.index_select(0, gi),
+                                                       return_part_masks=True)
         if self.quantize:
             cloth = asm.quantize_uint8(cloth)
-        x, edge = asm.generator_input(person.image.index_select(0, pi), person.preserve_gen.index_select(0, pi),
+        preserve_gen = person.preserve_gen.index_select(0, pi)
+        x, edge = asm.generator_input(person.image.index_select(0, pi), preserve_gen,
                                       cloth, label, person.skin.index_select(0, pi),
                                       person.pose.index_select(0, pi), self.variant)
         raw = self.generator.infer(self._net(x)).to(self.out_dtype)
         tryon, rendered, mask = asm.compose(raw, cloth, edge)
-        return TryOnOutputs(tryon, cloth, label.round().long(), mask, rendered, seg.long())
+        return TryOnOutputs(tryon, cloth, label.round().long(), mask, rendered, seg.long(), warped_parts,
+                            asm.generator_preserve(preserve_gen, edge, self.variant))
 
     def run_pairs(self, garments: GarmentBatch, persons: PersonBatch, garment_idx: Index, person_idx: Index,
                   batch_size: int = 4) -> TryOnOutputs:

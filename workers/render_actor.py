@@ -5,9 +5,11 @@
 
 1. loads only the unit's persons and garments from the shards (rows located through the
    id → part-file index built at planning time; decoded inputs cached per worker, LRU);
-2. encodes every garment and every person of the unit once (features cached per worker);
-3. runs the unit's pairs in batches of ``batch_size`` (warp decode → assembly → generator →
-   composition), computes the scores (:mod:`gpvton_core.scores`) on the device;
+2. encodes every garment and every person of the unit once with
+   :class:`gpvton_core.inference.TryOnPipeline` (encoded rows cached per worker);
+3. runs the unit's pairs through ``TryOnPipeline.run_pairs`` in batches of ``batch_size`` (warp
+   decode → assembly → generator → composition), computes the scores
+   (:mod:`gpvton_core.scores`) on the device from its outputs;
 4. writes ``JOB/renders/CATEGORY/PERSON/GARMENT.EXT`` (ids through ``sanitize_id``; keys are
    checked to stay under the job root), optional debug images under ``JOB/debug/``;
 5. writes ``JOB/scores/unit-NNNNN.parquet`` and then its ``.done`` marker.
@@ -273,9 +275,13 @@ class UnitProcessor:
         self.s = settings if isinstance(settings, WorkerSettings) else WorkerSettings(**settings)
         if self.s.num_threads:
             torch.set_num_threads(self.s.num_threads)
+        from gpvton_core.inference import TryOnPipeline
+
         self.device = torch.device(self.s.device)
-        self.dtype = torch.bfloat16 if self.s.precision == "bf16" else torch.float32
-        self.warp, self.gen = build_models(self.s)
+        warp, gen = build_models(self.s)
+        # the 1024 path (warp at half resolution) follows from the shard (render) size
+        self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
+                                  precision=self.s.precision)
         self.reader = ShardReader(self.s.shards_root, self.s.s3, index)
         self.storage = make_storage(self.s.job_root, self.s.s3)
         from gpvton_core.scores import DEFAULT_THRESHOLDS, Threshold
@@ -284,7 +290,7 @@ class UnitProcessor:
         for k, v in (self.s.thresholds or {}).items():
             self.thresholds[k] = Threshold(**v)
         self._inputs: OrderedDict[tuple, Any] = OrderedDict()   # (kind, id, category) → inputs | Exception
-        self._feats: OrderedDict[tuple, Any] = OrderedDict()    # (kind, id, category) → features
+        self._feats: OrderedDict[tuple, Any] = OrderedDict()    # (kind, id, category) → encoded row
         nan = os.environ.get(FAULT_NAN_PAIRS, "")
         self._nan_pairs = {tuple(x.split("/", 1)) for x in nan.split(",") if "/" in x}
         self.units_done = 0
@@ -338,9 +344,8 @@ class UnitProcessor:
 
     # -- model --
     def _encode(self, kind: str, items: dict[str, Any], category: str) -> dict[str, Any]:
-        import torch
-
-        from gpvton_core.inputs import stack_garments, stack_persons
+        """Encoded one-row ``GarmentBatch`` / ``PersonBatch`` per id (encoded in chunks, cached)."""
+        from gpvton_core.inference import GarmentInputs, PersonInputs
 
         feats: dict[str, Any] = {}
         todo = []
@@ -354,71 +359,52 @@ class UnitProcessor:
         bs = max(1, self.s.batch_size)
         for start in range(0, len(todo), bs):
             chunk = todo[start:start + bs]
-            with torch.inference_mode():
-                if kind == "garment":
-                    g = stack_garments([items[i] for i in chunk], self.device, self.dtype)
-                    tm = None
-                    if self.warp.needs_type_map:
-                        h, w = g["garment_input"].shape[-2:]
-                        tm = g["type_value"].view(-1, 1, 1, 1).expand(-1, 1, h, w).contiguous()
-                    f = self.warp.encode_garment(self._garment_warp_in(g["garment_input"]),
-                                                 None if tm is None else self._warp_in(tm, "bilinear"))
-                else:
-                    p = stack_persons([items[i] for i in chunk], self.device, self.dtype)
-                    f = self.warp.encode_person(self._warp_in(p["cond"], "nearest"))
+            if kind == "garment":
+                enc = self.pipe.encode_garments(GarmentInputs.cat([items[i] for i in chunk]))
+            else:
+                enc = self.pipe.encode_persons(PersonInputs.cat([items[i].inputs for i in chunk]))
             for j, i in enumerate(chunk):
-                fi = f.select([j])
+                fi = enc.select([j])
                 feats[i] = fi
                 self._cache_put(self._feats, (kind, i, category), fi)
         return feats
 
-    def _warp_in(self, x, mode: str = "bilinear"):
-        """1024 path (§4): the 512 warp model runs on ×0.5 inputs."""
-        import torch.nn.functional as F
-
-        if self.s.resolution >= 1024:
-            if mode == "nearest":
-                return F.interpolate(x, scale_factor=0.5, mode="nearest")
-            return F.interpolate(x, scale_factor=0.5, mode="bilinear")
-        return x
-
-    def _garment_warp_in(self, g):
-        """Garment channels: RGB bilinear, label nearest at the 1024 path."""
+    def _unit_batches(self, good: list[tuple[str, str]], persons: dict, pfeat: dict, gfeat: dict) -> dict[str, Any]:
+        """The unit's encoded persons / garments as one batch each, with id → row maps."""
         import torch
 
-        if self.s.resolution < 1024:
-            return g
-        return torch.cat((self._warp_in(g[:, :3]), self._warp_in(g[:, 3:], "nearest")), 1)
+        from gpvton_core.inference import GarmentBatch, PersonBatch
 
-    def _run_batch(self, pairs: list[tuple[str, str]], persons: dict, garments: dict,
-                   pfeat: dict, gfeat: dict, category: str, worn: dict[str, Any]) -> dict[str, Any]:
+        pids = sorted({p for p, _ in good})
+        gids = sorted({g for _, g in good})
+        return {"pb": PersonBatch.cat([pfeat[p] for p in pids]), "gb": GarmentBatch.cat([gfeat[g] for g in gids]),
+                "ppos": {p: n for n, p in enumerate(pids)}, "gpos": {g: n for n, g in enumerate(gids)},
+                "targets": torch.cat([persons[p].targets for p in pids]).to(self.device)}
+
+    def _run_batch(self, pairs: list[tuple[str, str]], ub: dict[str, Any], category: str,
+                   worn: dict[str, Any]) -> dict[str, Any]:
         """Run B pairs; returns CPU tensors: tryon, cloth, label and the scores."""
         import torch
 
-        from gpvton_core import inputs as gi
         from gpvton_core.scores import compute_scores
-        from gpvton_core.warp import GarmentFeatures, PersonFeatures
 
-        P = gi.stack_persons([persons[p] for p, _ in pairs], self.device)
-        G = gi.stack_garments([garments[g] for _, g in pairs], self.device)
-        gf = GarmentFeatures.cat([gfeat[g] for _, g in pairs])
-        pf = PersonFeatures.cat([pfeat[p] for p, _ in pairs])
-        out = gi.pair_forward(self.warp, self.gen, gf, pf, P, G, self.s.variant, category,
-                              half_res_warp=self.s.resolution >= 1024)
-        tryon, cloth = out["tryon"], out["cloth"]
-        b = len(pairs)
+        pi = torch.as_tensor([ub["ppos"][p] for p, _ in pairs], device=self.device)
+        gi = torch.as_tensor([ub["gpos"][g] for _, g in pairs], device=self.device)
+        gb, pb = ub["gb"], ub["pb"]
+        out = self.pipe.run_pairs(gb, pb, gi, pi, batch_size=len(pairs))
+        tryon = out.tryon
+        person = pb.inputs  # float32 on the device
         with torch.inference_mode():
             for j, (p, g) in enumerate(pairs):
                 if (p, g) in self._nan_pairs:  # fault injection (tests)
                     tryon[j] = float("nan")
             scores = compute_scores(
-                tryon=torch.nan_to_num(tryon), photo=P["image"], preserve_gen=out["preserve_gen"],
-                part_warped=out["part_warped"], seg=out["seg"],
-                classes=torch.as_tensor([gi.part_classes(self.s.variant, category)] * b, device=out["seg"].device),
-                preserve_warp=P["preserve_warp"], label=out["label"], targets=P["targets"],
+                tryon=torch.nan_to_num(tryon), photo=person.image.index_select(0, pi), preserve_gen=out.preserve_gen,
+                part_warped=out.warped_part_masks, seg=out.seg[:, 0], classes=gb.part_cls.index_select(0, gi),
+                preserve_warp=person.preserve_warp.index_select(0, pi), label=out.warped_label[:, 0],
+                targets=ub["targets"].index_select(0, pi),
                 paired=torch.tensor([worn.get(p) == g for p, g in pairs]))
-        asm_label = out["label"]
-        return {"tryon": tryon.cpu(), "cloth": cloth.float().cpu(), "label": asm_label.cpu(),
+        return {"tryon": tryon.cpu(), "cloth": out.warped_cloth.float().cpu(), "label": out.warped_label[:, 0].cpu(),
                 "scores": scores}
 
     # -- outputs --
@@ -532,6 +518,7 @@ class UnitProcessor:
                     rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
             good = still
 
+        ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
         bs = max(1, self.s.batch_size)
         batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
         writes: list[tuple[Any, dict[str, Any]]] = []
@@ -539,7 +526,7 @@ class UnitProcessor:
             batch = batches.popleft()
             tb = time.time()
             try:
-                res = self._run_batch(batch, persons, garments, pfeat, gfeat, category, worn)
+                res = self._run_batch(batch, ub, category, worn)
             except Exception as exc:  # noqa: BLE001
                 if len(batch) > 1:  # isolate the failing pair(s)
                     log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)

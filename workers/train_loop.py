@@ -431,7 +431,7 @@ def generator_forward(net, warp_net, b: dict, variant: str):
     outputs: (x, rendered, tryon, composition mask, real)."""
     import torch
 
-    from gpvton_core import inputs as I
+    from gpvton_core import assembly as asm
     from gpvton_core.warp import stack_parts
 
     parts = b["garment_parts"]
@@ -439,17 +439,19 @@ def generator_forward(net, warp_net, b: dict, variant: str):
         tm = b["type_map"] if variant == "dresscode" else None
         gf = warp_net.encode_garment(b["garment_input"], tm)
         pf = warp_net.encode_person(b["cond"])
-        o = warp_net.decode(gf, pf, stack_parts(parts[:, 0], parts[:, 1], parts[:, 2]), b["preserve"],
-                            mode="inference")
-        a = I.assemble(o.last_flow, o.seg_logits, b["garment"], parts, b["preserve"],
-                       b["part_classes"], b["extra_classes"])
-        cloth = I.quantise(a.cloth)
-        pres = b["preserve_gen"]
-        x, gmask = I.generator_input(b["image"] * pres, cloth, a.label, b["skin"], b["pose"],
-                                     b["part_classes"], b["extra_classes"])
-        if variant == "dresscode":  # generator-stage preserve × (1 − warped garment mask)
-            pres = pres * (1 - gmask)
-            x = torch.cat((b["image"] * pres, x[:, 3:]), 1)
+        part_masks = stack_parts(parts[:, 0], parts[:, 1], parts[:, 2])
+        o = warp_net.decode(gf, pf, part_masks, b["preserve"], mode="inference")
+        flow, seg = o.last_flow, asm.seg_argmax(o.seg_logits)
+        if flow.shape[-2:] != b["garment"].shape[-2:]:  # warp at half resolution (1024 path)
+            flow, seg = asm.upsample_flow(flow), asm.upsample_labels(seg)
+        dev = b["garment"].device
+        part_images = stack_parts(*(b["garment"] * parts[:, k] for k in range(3)))
+        cloth, label = asm.assemble_warp(part_images, part_masks, flow, seg, b["preserve"],
+                                         torch.as_tensor(b["part_classes"], device=dev),
+                                         torch.as_tensor(b["extra_classes"], device=dev))
+        cloth = asm.quantize_uint8(cloth)
+        # generator input; Dress Code: generator-stage preserve × (1 − warped garment mask)
+        x, gmask = asm.generator_input(b["image"], b["preserve_gen"], cloth, label, b["skin"], b["pose"], variant)
     raw = net(x)
     rendered = torch.tanh(raw[:, 0:3])
     m = torch.sigmoid(raw[:, 3:4]) * gmask

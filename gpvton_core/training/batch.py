@@ -1,8 +1,9 @@
 """Training samples: shard-row arrays of a (person, worn garment) pair → tensors (§3.1, §8.5–8.8, §9).
 
 The network inputs come from :mod:`gpvton_core.inputs` (the same builder the render path uses, so
-training and inference cannot drift). This module adds what only training needs: the person-side
-targets (§8.7) and the masks DGT chooses from (§9.1).
+training and inference cannot drift), the garment label / type map from :mod:`gpvton_core.assembly`
+(as the inference pipeline derives them). This module adds what only training needs: the person-side
+part masks (§8.7) and the masks DGT chooses from (§9.1).
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import inputs as I
+from .. import assembly as asm, inputs as I
+from ..conditions import masks as cm
 
-SHORT = (1, 2, 3, 4, 7, 12, 14, 23, 26, 27)
+SHORT = cm.SHORT
 ARMS = (15, 16)
 LEGS_SHOES = (17, 18, 19, 20)
 
 
 def _m(parsing: np.ndarray, labels: Sequence[int]) -> Tensor:
-    return torch.from_numpy(np.isin(parsing, np.asarray(labels, dtype=parsing.dtype)).astype(np.float32))[None]
+    return torch.from_numpy(cm.label_mask(parsing, labels).astype(np.float32))[None]
 
 
 def resize_arrays(image: np.ndarray, labels: Sequence[np.ndarray], keypoints: Optional[np.ndarray],
@@ -52,35 +54,38 @@ def make_sample(person: dict[str, Any], garment: dict[str, Any], variant: str) -
     cat = garment["category"]
     parsing = np.asarray(person["parsing"]).astype(np.uint8)
     kp = np.asarray(person["keypoints"], np.float32).reshape(25, 3)
-    p = I.person_inputs(person["person_id"], person["image"], parsing, person["densepose"], kp, cat, variant)
+    prow = I.person_inputs(person["person_id"], person["image"], parsing, person["densepose"], kp, cat, variant)
+    p = prow.inputs                                                                    # one row
     g = I.garment_inputs(garment["garment_id"], garment["image"], garment["mask"], garment["parts"], cat, variant)
-    parts = torch.stack([_m(parsing, labs) for labs in I.PERSON_PARTS[cat]])          # 3×1×H×W
+    garment_rgb = (g.image * g.mask)[0]                                                # 3×H×W RGB·mask
+    label = asm.garment_label(g.parts, variant, g.category)[0]                         # 1×H×W
+    parts = torch.from_numpy(cm.person_part_masks(parsing, cat))[:, None]              # 3×1×H×W
     gmask = parts.amax(0)                                                              # 1×H×W
-    palm = torch.from_numpy(np.asarray(I.palm_mask(parsing, kp), dtype=np.float32))
+    palm = torch.from_numpy(np.asarray(cm.palm_mask(parsing, kp), dtype=np.float32))
     palm = palm.reshape(1, *parsing.shape)
     if variant == "dresscode" and cat != "upper":
-        fixed = I.DC_DRESSES_WARP if cat == "dresses" else I.DC_LOWER_WARP
-        region_full = region_short = _m(parsing, fixed)
+        region_full = region_short = _m(parsing, cm.preserve_labels(variant, cat, "warp"))
     else:
-        region_full, region_short = _m(parsing, I.FULL), _m(parsing, SHORT)
+        region_full, region_short = _m(parsing, cm.FULL), _m(parsing, SHORT)
+    part_cls, extra_cls = asm.part_classes(variant, cat)
     r = person.get("pc_ratio")
     return {
         "person_id": person["person_id"], "garment_id": garment["garment_id"], "category": cat,
         "pc_ratio": float("nan") if r is None or (isinstance(r, float) and np.isnan(r)) else float(r),
         # network inputs (§3.1)
-        "cond": p.cond, "preserve": p.preserve_warp, "garment_input": g.garment_input,
-        "garment": g.image, "garment_mask": g.mask, "garment_parts": g.part_masks,
-        "type_map": torch.full_like(g.mask, g.type_value),
+        "cond": p.cond()[0], "preserve": p.preserve_warp[0], "garment_input": torch.cat((garment_rgb, label), 0),
+        "garment": garment_rgb, "garment_mask": g.mask[0], "garment_parts": g.parts[0][:, None],
+        "type_map": asm.type_map(g.category, tuple(parsing.shape))[0],
         # person side (§8.7)
-        "image": p.image, "person_parts": parts, "person_garment": p.image * gmask,
-        "person_garment_mask": gmask, "seg_gt": p.targets,
+        "image": p.image[0], "person_parts": parts, "person_garment": p.image[0] * gmask,
+        "person_garment_mask": gmask, "seg_gt": prow.targets[0],
         # DGT ingredients (§9.1)
         "palm": palm, "arms": _m(parsing, ARMS), "region_full": region_full, "region_short": region_short,
         "legs_shoes": _m(parsing, LEGS_SHOES), "pants_left": _m(parsing, (9,)), "pants_right": _m(parsing, (10,)),
         "skirt_dominant": float((parsing == 13).sum() > np.isin(parsing, (9, 10)).sum()),
         # generator stage (§8.8)
-        "preserve_gen": p.preserve_gen, "pose": p.pose, "skin": p.skin,
-        "part_classes": I.part_classes(variant, cat), "extra_classes": I.extra_classes(variant, cat),
+        "preserve_gen": p.preserve_gen[0], "pose": p.pose[0], "skin": p.skin[0],
+        "part_classes": part_cls, "extra_classes": extra_cls,
     }
 
 

@@ -1,4 +1,4 @@
-"""Shard-row arrays → PersonInputs / GarmentInputs per category and dataset variant."""
+"""Shard-row arrays → core PersonInputs / GarmentInputs rows per category and dataset variant."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpvton_core import inputs as gi
+from gpvton_core import assembly as asm, inputs as gi
 
 
 def _person(h=64, w=48):
@@ -30,27 +30,31 @@ def _person(h=64, w=48):
 
 def test_person_inputs_vitonhd_upper():
     image, parsing, dp, kp = _person()
-    p = gi.person_inputs("p1", image, parsing, dp, kp.reshape(-1), "upper", "vitonhd")
-    assert p.image.shape == (3, 64, 48) and p.image.min() >= -1 and p.image.max() <= 1
-    assert p.cond.shape == (51, 64, 48)
-    assert set(torch.unique(p.cond[:50]).tolist()) <= {-1.0, 1.0}
-    assert torch.equal(p.cond[50:51], p.preserve_warp)
+    row = gi.person_inputs("p1", image, parsing, dp, kp.reshape(-1), "upper", "vitonhd")
+    p, targets = row.inputs, row.targets[0]
+    assert len(p) == 1 and p.category == ["upper"]
+    assert p.image.shape == (1, 3, 64, 48) and p.image.min() >= -1 and p.image.max() <= 1
+    cond, pres = p.cond()[0], p.preserve_warp[0]
+    assert cond.shape == (51, 64, 48)
+    assert set(torch.unique(cond[:50]).tolist()) <= {-1.0, 1.0}
+    assert torch.equal(cond[50:51], pres)
     # hair and pants preserved, upper torso / sleeves / neck not (VITON-HD FULL set)
-    assert p.preserve_warp[0, 5, 5] == 1 and p.preserve_warp[0, 50, 20] == 1
-    assert p.preserve_warp[0, 30, 20] == 0 and p.preserve_warp[0, 30, 6] == 0 and p.preserve_warp[0, 15, 22] == 0
-    assert (dp_one := p.cond[:25].argmax(0))[30, 20] == 2 and dp_one[0, 0] == 0
-    assert p.pose[1].max() == 1 and p.pose[0].max() == -1        # keypoint 0 missing → empty channel
+    assert pres[0, 5, 5] == 1 and pres[0, 50, 20] == 1
+    assert pres[0, 30, 20] == 0 and pres[0, 30, 6] == 0 and pres[0, 15, 22] == 0
+    assert (dp_one := cond[:25].argmax(0))[30, 20] == 2 and dp_one[0, 0] == 0
+    assert p.pose[0, 1].max() == 1 and p.pose[0, 0].max() == -1        # keypoint 0 missing → empty channel
     assert torch.isfinite(p.skin).all()
     # person-side targets: left sleeve 1, torso 2, right sleeve 3, neck 6
-    assert p.targets[30, 6] == 1 and p.targets[30, 20] == 2 and p.targets[30, 40] == 3 and p.targets[15, 22] == 6
+    assert targets[30, 6] == 1 and targets[30, 20] == 2 and targets[30, 40] == 3 and targets[15, 22] == 6
 
 
 def test_person_inputs_dresscode_lower_targets_and_preserve():
     image, parsing, dp, kp = _person()
-    p = gi.person_inputs("p1", image, parsing, dp, kp, "lower", "dresscode")
-    assert p.preserve_warp[0, 30, 20] == 1          # upper torso preserved for a lower garment
-    assert p.preserve_warp[0, 50, 20] == 0          # the pants are replaced
-    assert p.targets[50, 20] == 4                   # left pants → class 4
+    row = gi.person_inputs("p1", image, parsing, dp, kp, "lower", "dresscode")
+    p = row.inputs
+    assert p.preserve_warp[0, 0, 30, 20] == 1       # upper torso preserved for a lower garment
+    assert p.preserve_warp[0, 0, 50, 20] == 0       # the pants are replaced
+    assert row.targets[0, 50, 20] == 4              # left pants → class 4
 
 
 def test_garment_inputs_label_values_per_variant():
@@ -61,12 +65,15 @@ def test_garment_inputs_label_values_per_variant():
     parts = np.zeros((h, w), np.uint8)
     parts[10:50, 8:16], parts[10:50, 16:32], parts[10:50, 32:40] = 3, 2, 1
     g = gi.garment_inputs("g1", img, mask, parts, "upper", "vitonhd")
-    assert g.garment_input.shape == (4, h, w) and g.part_masks.shape == (3, 1, h, w)
-    assert torch.allclose(torch.unique(g.garment_input[3]), torch.tensor([0, 1 / 3, 2 / 3, 1.0]))
-    assert g.image[:, 0, 0].abs().sum() == 0        # RGB · mask
+    assert g.image.shape == (1, 3, h, w) and g.parts.shape == (1, 3, h, w) and g.category == ["upper"]
+    # the part label the pipeline feeds the warp (assembly.garment_label)
+    label = asm.garment_label(g.parts, "vitonhd", g.category)[0, 0]
+    assert torch.allclose(torch.unique(label), torch.tensor([0, 1 / 3, 2 / 3, 1.0]))
+    assert g.mask[0, 0, 0, 0] == 0 and (g.image * g.mask)[0, :, 0, 0].abs().sum() == 0   # RGB · mask
     g = gi.garment_inputs("g1", img, mask, parts, "lower", "dresscode")
-    assert torch.allclose(torch.unique(g.garment_input[3]), torch.tensor([0, 4 / 6, 5 / 6, 1.0]))
-    assert g.type_value == pytest.approx(2 / 3)
+    label = asm.garment_label(g.parts, "dresscode", g.category)[0, 0]
+    assert torch.allclose(torch.unique(label), torch.tensor([0, 4 / 6, 5 / 6, 1.0]))
+    assert float(asm.type_map(g.category, (h, w))[0, 0, 0, 0]) == pytest.approx(2 / 3)
 
 
 def test_bad_rows_raise():
@@ -88,13 +95,16 @@ def test_assembly_generator_input_and_composition_shapes():
     garment = torch.rand(b, 3, h, w)
     pm = torch.zeros(b, 3, 1, h, w)
     pm[:, 1] = 1
-    asm = gi.assemble(flow, seg, garment, pm, torch.zeros(b, 1, h, w), [(1, 2, 3)] * b, [(4, 5, 6)] * b)
-    assert asm.cloth.shape == (b, 3, h, w) and asm.label.shape == (b, h, w)
-    assert (asm.label == 2).float().mean() > 0.9
-    x, gmask = gi.generator_input(torch.zeros(b, 3, h, w), asm.cloth, asm.label, torch.zeros(b, 3),
-                                  torch.zeros(b, 25, h, w), [(1, 2, 3)] * b, [(4, 5, 6)] * b)
+    stacked = lambda x: x.transpose(0, 1).reshape(3 * b, *x.shape[2:])  # noqa: E731
+    pc, ec = asm.class_table("vitonhd", ["upper"] * b)
+    cloth, label, parts = asm.assemble_warp(stacked(garment[:, None] * pm), stacked(pm), flow, asm.seg_argmax(seg),
+                                            torch.zeros(b, 1, h, w), pc, ec, return_part_masks=True)
+    assert cloth.shape == (b, 3, h, w) and label.shape == (b, 1, h, w) and parts.shape == (b, 3, h, w)
+    assert (label == 2).float().mean() > 0.9
+    x, gmask = asm.generator_input(torch.zeros(b, 3, h, w), torch.ones(b, 1, h, w), cloth, label, torch.zeros(b, 3),
+                                   torch.zeros(b, 25, h, w), "vitonhd")
     assert x.shape == (b, 36, h, w) and gmask.shape == (b, 1, h, w)
-    out = gi.compose(torch.zeros(b, 4, h, w), asm.cloth, gmask)
+    out = asm.compose(torch.zeros(b, 4, h, w), cloth, gmask)[0]
     assert out.shape == (b, 3, h, w) and torch.isfinite(out).all()
 
 
@@ -121,10 +131,11 @@ def synthetic_rows(tmp_path_factory):
 
 
 @pytest.mark.parametrize("variant,category", [("vitonhd", "upper"), ("dresscode", "lower")])
-def test_pair_forward_matches_the_core_pipeline(synthetic_rows, variant, category):
-    """The render worker's batched path and gpvton_core.inference.TryOnPipeline give the same try-on."""
+def test_rows_feed_the_core_pipeline(synthetic_rows, variant, category):
+    """Rows batch with PersonInputs.cat / GarmentInputs.cat and run through TryOnPipeline; the
+    outputs carry what the scores need (warped part masks E_k, the applied generator preserve)."""
     from gpvton_core.generator import TryOnGenerator
-    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
     from gpvton_core.warp import LFGPWarp
 
     persons, garments = synthetic_rows
@@ -133,26 +144,25 @@ def test_pair_forward_matches_the_core_pipeline(synthetic_rows, variant, categor
     P = [gi.person_inputs(pid, *arrs, category, variant) for pid, arrs in sorted(persons.items())[:1]]
     G = [gi.garment_inputs(gid, *arrs[1:], category, variant)
          for gid, arrs in sorted(garments.items()) if arrs[0] == category][:2]
-    pairs = [(i, j) for i in range(len(P)) for j in range(len(G))]
-    Ps = gi.stack_persons([P[i] for i, _ in pairs])
-    Gs = gi.stack_garments([G[j] for _, j in pairs])
+    pin, targets = gi.PersonRow.cat(P)
+    assert targets.shape == (1, 128, 96) and pin.category == [category]
     pipe = TryOnPipeline(warp, gen, resolution=(128, 96))
-    gb = pipe.encode_garments(gi.core_garment_inputs(G))
-    pb = pipe.encode_persons(gi.core_person_inputs(P))
-    # same network inputs: the person condition exactly, the garment features exactly
-    assert torch.equal(Ps["cond"], gi.core_person_inputs([P[i] for i, _ in pairs]).cond())
-    tm = Gs["type_value"].view(-1, 1, 1, 1).expand(-1, 1, 128, 96) if variant == "dresscode" else None
-    with torch.inference_mode():
-        gf_ours = warp.encode_garment(Gs["garment_input"], tm)
-    gsel, psel = [j for _, j in pairs], [i for i, _ in pairs]
-    for a, b in zip(gf_ours.pyramid, gb.features.select(gsel).pyramid):
-        assert torch.equal(a, b)
-    # same decode → same assembly, generator input and composition
-    ours = gi.pair_forward(warp, gen, gb.features.select(gsel), pb.features.select(psel), Ps, Gs, variant, category)
-    core = pipe.run_pairs(gb, pb, gsel, psel, batch_size=2)
-    assert torch.equal(ours["seg"], core.seg[:, 0])
-    assert torch.equal(ours["label"], core.warped_label[:, 0])
-    # the uint8 hand-over may flip a value at a rounding boundary: at most one level, on a few pixels
-    for a, b in ((ours["cloth"], core.warped_cloth), (ours["tryon"], core.tryon)):
-        d = (a - b).abs()
-        assert float(d.max()) <= 1 / 127.5 + 1e-4 and float((d > 1e-4).float().mean()) < 1e-3
+    gb = pipe.encode_garments(GarmentInputs.cat(G))
+    pb = pipe.encode_persons(pin)
+    out = pipe.cross(gb, pb, batch_size=2)
+    n = len(G)
+    assert out.tryon.shape == (n, 3, 128, 96) and torch.isfinite(out.tryon).all()
+    assert out.warped_part_masks.shape == (n, 3, 128, 96)
+    assert set(torch.unique(out.warped_part_masks).tolist()) <= {0.0, 1.0}
+    edge = ((out.warped_label >= 1) & (out.warped_label <= (3 if variant == "vitonhd" else 6))).float()
+    expect = pin.preserve_gen.expand(n, -1, -1, -1) * ((1 - edge) if variant == "dresscode" else 1)
+    assert torch.equal(out.preserve_gen, expect)
+    # the label's garment classes come from the warped part masks chosen by the parsing
+    cls = torch.as_tensor(asm.part_classes(variant, category)[0])
+    for k in range(3):
+        on = out.warped_label[:, 0] == cls[k]
+        assert bool((out.warped_part_masks[:, k][on] == 1).all())
+    # encoded rows select / cat back to the same batch
+    again = type(gb).cat([gb.select([i]) for i in range(len(gb))])
+    assert torch.equal(again.clothes, gb.clothes) and again.category == gb.category
+    assert torch.equal(pipe.cross(again, type(pb).cat([pb.select([0])]), batch_size=2).tryon, out.tryon)
