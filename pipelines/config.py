@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+if TYPE_CHECKING:
+    from infra.storage import S3Settings
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,6 +32,24 @@ class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors (a typo must not be ignored silently)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class S3Config(StrictModel):
+    """The ``s3:`` section of every job config; unset fields fall back to the AWS environment."""
+
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+
+    def settings(self) -> "S3Settings":
+        from infra.storage import S3Settings
+
+        env = S3Settings.from_env()
+        return S3Settings(endpoint_url=self.endpoint_url or env.endpoint_url,
+                          access_key_id=self.access_key_id or env.access_key_id,
+                          secret_access_key=self.secret_access_key or env.secret_access_key,
+                          region=self.region or env.region)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -62,7 +62,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.config import ConfigError, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, S3Config, StrictModel, load_config, resolved
 
 log = logging.getLogger("gpvton.render")
 
@@ -113,13 +113,6 @@ def _default_thresholds() -> dict[str, ThresholdConfig]:
     from gpvton_core.scores import DEFAULT_THRESHOLDS
 
     return {k: ThresholdConfig(warn=v.warn, fail=v.fail) for k, v in DEFAULT_THRESHOLDS.items()}
-
-
-class S3Config(StrictModel):
-    endpoint_url: Optional[str] = None
-    access_key_id: Optional[str] = None
-    secret_access_key: Optional[str] = None
-    region: Optional[str] = None
 
 
 class RenderConfig(StrictModel):
@@ -243,14 +236,7 @@ def _checkpoint_meta(label: str, path: str) -> dict:
 
 
 def s3_settings(cfg: RenderConfig):
-    from infra.storage import S3Settings
-
-    env = S3Settings.from_env()
-    c = cfg.s3
-    return S3Settings(endpoint_url=c.endpoint_url or env.endpoint_url,
-                      access_key_id=c.access_key_id or env.access_key_id,
-                      secret_access_key=c.secret_access_key or env.secret_access_key,
-                      region=c.region or env.region)
+    return cfg.s3.settings()
 
 
 def _s3_dict(s3) -> dict[str, Optional[str]]:
@@ -459,7 +445,7 @@ def _masked_config(cfg: RenderConfig) -> dict:
 def run_job(cfg: RenderConfig) -> JobResult:
     """Plan, execute and summarise a render job (see the module docstring)."""
     from infra.storage import Storage
-    from workers.render_actor import WorkerSettings, run_units_local, run_units_ray, sha256_file, unit_key
+    from workers.render_actor import WorkerSettings, run_units_local, sha256_file
 
     started = time.time()
     s3 = s3_settings(cfg)

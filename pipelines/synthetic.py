@@ -436,7 +436,6 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
             frames.append([tuple(rs + up + [-out, 0]), tuple(ls + up + [out, 0]),
                            (float(mid[0] + hx), float(y_w)), (float(mid[0] - hx), float(y_w))])
         elif p.name == "skirt":
-            knee_y = float((k[LKNE, 1] + k[RKNE, 1]) / 2)
             ank_y = float((k[LANK, 1] + k[RANK, 1]) / 2)
             if g.category == "dresses":
                 y_w = rs[1] + (mid[1] - rs[1]) * 0.72
@@ -448,7 +447,6 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
                 hx_w = (lh[0] - rh[0]) / 2 + b.leg_w * 0.55
                 y_h = y_w + (ank_y - y_w) * min(1.0, g.params["length"] / 0.8)
             flare = 1.25 + 0.35 * (y_h - y_w) / max(ank_y - y_w, 1.0)
-            del knee_y
             frames.append([(float(mid[0] - hx_w), float(y_w)), (float(mid[0] + hx_w), float(y_w)),
                            (float(mid[0] + hx_w * flare), float(y_h)), (float(mid[0] - hx_w * flare), float(y_h))])
         elif p.name in ("leg_l", "leg_r"):

@@ -30,16 +30,9 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pipelines.config import ConfigError, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, S3Config, StrictModel, load_config, resolved
 
 log = logging.getLogger(__name__)
-
-
-class S3Config(StrictModel):
-    endpoint_url: Optional[str] = None
-    access_key_id: Optional[str] = None
-    secret_access_key: Optional[str] = None
-    region: Optional[str] = None
 
 
 class TrainConfig(StrictModel):

@@ -207,7 +207,7 @@ def split_sleeves(region: np.ndarray, kps: np.ndarray, *, widen: float | None = 
             S = float(np.hypot(*(k[5, :2] - k[2, :2])))
             ok &= arc <= np.percentile(sarc, 2) + SKIN_MARGIN * S
         arms[name] = (np.where(ok, d, np.inf), t)
-    (dl, tl), (dr, tr) = arms["left"], arms["right"]
+    (dl, _), (dr, _) = arms["left"], arms["right"]
     left = (dl < d_torso) & (dl <= dr)
     right = (dr < d_torso) & (dr < dl)
     # slivers at the armhole are not sleeves

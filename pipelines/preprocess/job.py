@@ -27,24 +27,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from infra.storage import S3Settings, Storage
-from pipelines.config import ConfigError, StrictModel, load_config, resolved
+from infra.storage import Storage
+from pipelines.config import ConfigError, S3Config, StrictModel, load_config, resolved
 
 log = logging.getLogger(__name__)
-
-
-class S3Config(StrictModel):
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    region: str | None = None
-
-    def settings(self) -> S3Settings:
-        env = S3Settings.from_env()
-        return S3Settings(endpoint_url=self.endpoint_url or env.endpoint_url,
-                          access_key_id=self.access_key_id or env.access_key_id,
-                          secret_access_key=self.secret_access_key or env.secret_access_key,
-                          region=self.region or env.region)
 
 
 class PreprocessConfig(StrictModel):

@@ -69,7 +69,7 @@ def test_warp_losses_fall_on_synthetic(warp_run):
 
 
 def test_checkpoint_loads_in_render_models(warp_run):
-    from workers.render_actor import _load_state, build_models, WorkerSettings  # noqa: F401
+    from workers.render_actor import _load_state
 
     sd, meta = _load_state(str(warp_run / "warp.safetensors"))
     from gpvton_core.warp import LFGPWarp
