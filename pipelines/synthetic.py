@@ -735,7 +735,9 @@ def make_training_shards(out_dir: str | Path, n_garments: int = 9, n_persons: in
     if (shards / "manifest.json").is_file():
         return {"catalogue": str(cat), "shards": str(shards),
                 "manifest": json.loads((shards / "manifest.json").read_text())}
-    h, w = (512, 384) if resolution == 512 else (1024, 768)
+    from gpvton_core.conditions.resize import working_size
+
+    h, w = working_size(resolution)
     make_catalogue(cat, n_garments, n_persons, h, w, seed)
     manifest = run_pipeline(PipelineSpec(items=read_manifest(str(cat)), output=str(shards), resolution=resolution))
     return {"catalogue": str(cat), "shards": str(shards), "manifest": manifest}

@@ -1,24 +1,60 @@
-"""`gpvton demo` on a fresh folder: catalogue → shards → render → report, random weights announced."""
+"""`gpvton demo` on a fresh folder: catalogue → shards → render → report.
+
+By default the demo renders with the small demo model shipped in ``pipelines/assets/demo/`` at the
+resolution it was trained at, and says so; ``--random-weights`` uses randomly initialised networks
+and says that instead.
+"""
 
 from __future__ import annotations
 
 import json
 
 from pipelines.cli import main
+from pipelines.demo import DEMO_ASSETS, shipped_model
 
 
-def test_demo_small(tmp_path, capsys):
-    out = tmp_path / "demo"
-    # 128×96 with the in-process runner keeps the test short; the default (512, Beam, Ray) is the same code
-    code = main(["demo", "--output", str(out), "--resolution", "128", "--runner", "local", "--no-progress",
-                 "--garments", "1", "--persons", "1"])
-    err = capsys.readouterr().err
-    assert code == 0, err[-3000:]
-    assert "RANDOMLY INITIALISED" in err and str(out / "job") in err
-    job = out / "job"
-    meta = json.loads((job / "job.json").read_text())
-    assert meta["random_weights"] and meta["model_note"].startswith("RANDOM WEIGHTS")
+def _check_job(job):
     summary = json.loads((job / "summary.json").read_text())
     assert summary["pairs"] > 0 and summary["scored"] == summary["pairs"] and summary["counts"]["error"] == 0
     assert len(list((job / "renders").rglob("*.jpg"))) == summary["pairs"]
     assert len(list((job / "debug").rglob("*.warped.png"))) == summary["pairs"]
+    return summary
+
+
+def test_demo_default_uses_shipped_model(tmp_path, capsys):
+    model = shipped_model()
+    assert model is not None, f"the demo model is missing from {DEMO_ASSETS}"
+    assert model["warp_steps"] > 0 and model["generator_steps"] > 0
+    sizes = {p.name: p.stat().st_size for p in DEMO_ASSETS.glob("*.safetensors")}
+    assert sum(sizes.values()) < 3 * 2 ** 20, sizes  # committed to git: keep it small
+    out = tmp_path / "demo"
+    code = main(["demo", "--output", str(out), "--runner", "local", "--no-progress",
+                 "--garments", "1", "--persons", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-3000:]
+    assert "SMALL DEMO MODEL" in err and "RANDOMLY INITIALISED" not in err and "not a production model" in err
+    job = out / "job"
+    meta = json.loads((job / "job.json").read_text())
+    assert not meta["random_weights"]
+    assert meta["model_note"].startswith("small demo model trained on the synthetic catalogue")
+    assert f"({model['warp_steps']} warp + {model['generator_steps']} generator steps" in meta["model_note"]
+    assert "not a production model" in meta["model_note"]
+    assert meta["shard_size"] == [model["height"], model["width_px"]]  # rendered at the trained resolution
+    assert {k: meta["checkpoints"][k]["path"] for k in ("warp", "generator")} == \
+        {"warp": model["warp"], "generator": model["generator"]}
+    summary = _check_job(job)
+    assert summary["model_note"] == meta["model_note"]
+
+
+def test_demo_random_weights(tmp_path, capsys):
+    out = tmp_path / "demo"
+    # 128×96 with the in-process runner keeps the test short; the default (Beam, Ray) is the same code
+    code = main(["demo", "--output", str(out), "--resolution", "128", "--runner", "local", "--no-progress",
+                 "--garments", "1", "--persons", "1", "--random-weights"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-3000:]
+    assert "RANDOMLY INITIALISED" in err and str(out / "job") in err and "SMALL DEMO MODEL" not in err
+    job = out / "job"
+    meta = json.loads((job / "job.json").read_text())
+    assert meta["random_weights"] and meta["model_note"].startswith("RANDOM WEIGHTS")
+    _check_job(job)
