@@ -69,3 +69,27 @@ def ray_local():
                  log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(tmp_path_factory):
+    """Factory: a generated catalogue preprocessed by the real Beam stage at 128×96 (read-only).
+
+    Cached per arguments, so test modules asking for the same catalogue share one Beam run.
+    """
+    from pipelines.demo import build_shards
+    from pipelines.synthetic import make_catalogue
+
+    cache: dict[tuple[int, int, int], Path] = {}
+
+    def make(n_garments: int = 9, n_persons: int = 4, seed: int = 0) -> Path:
+        key = (n_garments, n_persons, seed)
+        if key not in cache:
+            root = tmp_path_factory.mktemp("synthetic")
+            make_catalogue(root / "cat", n_garments=n_garments, n_persons=n_persons, height=128, width=96,
+                           seed=seed)
+            build_shards(root / "cat", root / "shards", 128)
+            cache[key] = root / "shards"
+        return cache[key]
+
+    return make

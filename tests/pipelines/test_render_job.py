@@ -16,9 +16,7 @@ import pytest
 
 from infra.storage import sanitize_id
 from pipelines.config import ConfigError
-from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, run_job
-from pipelines.synthetic import make_catalogue
 
 REPO = Path(__file__).resolve().parents[2]
 # small and fast: VITON-HD variant, upper garments only, 3 persons × 2 garments at 128×96
@@ -27,11 +25,8 @@ BASE = dict(runner="local", categories=["upper"], model={"variant": "vitonhd", "
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("job")
-    make_catalogue(root / "cat", n_garments=9, n_persons=4, height=128, width=96, seed=0)
-    build_shards(root / "cat", root / "shards", 128)
-    return root / "shards"
+def shards(synthetic_shards) -> Path:
+    return synthetic_shards(n_garments=9, n_persons=4, seed=0)
 
 
 def expected_pairs(shards: Path) -> set[tuple[str, str]]:

@@ -7,17 +7,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, plan_digest, plan_units, read_catalogue, s3_settings
-from pipelines.synthetic import make_catalogue
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("plan")
-    make_catalogue(root / "cat", n_garments=9, n_persons=6, height=128, width=96, seed=1)
-    build_shards(root / "cat", root / "shards", 128)
-    return root / "shards"
+def shards(synthetic_shards) -> Path:
+    return synthetic_shards(n_garments=9, n_persons=6, seed=1)
 
 
 def _plan(shards: Path, **kw):

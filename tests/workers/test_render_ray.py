@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.storage import Storage, sanitize_id
-from pipelines.demo import build_shards
 from pipelines.render import RenderConfig, run_job
-from pipelines.synthetic import make_catalogue
 
 BASE = dict(runner="ray", categories=["upper"], model={"variant": "vitonhd", "width": 0.0625},
             garments={"include": ["g0002", "g0007"]}, unit_size=2, batch_size=2, progress=False,
@@ -20,11 +18,8 @@ BASE = dict(runner="ray", categories=["upper"], model={"variant": "vitonhd", "wi
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("rayjob")
-    make_catalogue(root / "cat", n_garments=9, n_persons=4, height=128, width=96, seed=0)
-    build_shards(root / "cat", root / "shards", 128)
-    return root / "shards"
+def shards(synthetic_shards) -> Path:
+    return synthetic_shards(n_garments=9, n_persons=4, seed=0)
 
 
 def expected_pairs(shards: Path) -> set[tuple[str, str]]:
