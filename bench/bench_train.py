@@ -26,32 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _batch(root: Path, size: tuple[int, int], n: int):
-    import csv
-
-    import numpy as np
-    from PIL import Image
-
-    from gpvton_core.training import batch as B
-
-    G = {r["garment_id"]: r for r in csv.DictReader(open(root / "garments.csv"))}
-    out = []
-    for r in csv.DictReader(open(root / "persons.csv")):
-        g = G[r["worn_garment_id"]]
-        if g["category"] != "upper":
-            continue
-        a = lambda k, row=r: np.asarray(Image.open(root / row[k]))  # noqa: E731
-        kp = np.asarray(json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"], np.float32)
-        person = {"person_id": r["person_id"], "image": a("image"), "parsing": a("parsing"),
-                  "densepose": a("densepose"), "keypoints": kp, "pc_ratio": 1.0}
-        garment = {"garment_id": g["garment_id"], "category": "upper", "image": np.asarray(Image.open(root / g["image"])),
-                   "mask": np.asarray(Image.open(root / g["mask"])), "parts": np.asarray(Image.open(root / g["parts"]))}
-        out.append(B.make_sample(person, garment, "vitonhd"))
-        if len(out) == n:
-            break
-    return B.collate(out)
-
-
 def bench(stage: str, width: float, steps: int, b, perceptual: bool) -> dict:
     import numpy as np
     import torch
@@ -122,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic import make_catalogue, upper_training_batch
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         make_catalogue(tmp, n_garments=3, n_persons=3 * args.batch, height=256, width=192, seed=0)
-        b = _batch(Path(tmp), (256, 192), args.batch)
+        b = upper_training_batch(Path(tmp), "vitonhd", n=args.batch)
     results = []
     for stage in args.stages.split(","):
         for width, steps in ((args.small_width, args.steps_small), (1.0, args.steps_official)):

@@ -741,3 +741,37 @@ def make_training_shards(out_dir: str | Path, n_garments: int = 9, n_persons: in
     make_catalogue(cat, n_garments, n_persons, h, w, seed)
     manifest = run_pipeline(PipelineSpec(items=read_manifest(str(cat)), output=str(shards), resolution=resolution))
     return {"catalogue": str(cat), "shards": str(shards), "manifest": manifest}
+
+
+def upper_training_batch(root: str | Path, variant: str = "vitonhd", n: int = 2,
+                         pc_ratio: float = 1.0) -> dict:
+    """A collated training batch of the first ``n`` paired upper-garment persons of a catalogue.
+
+    Reads the plain-manifest files directly (no shards): for loss and benchmark checks that need
+    real-looking training samples without running the preprocessing stage.
+    """
+    from gpvton_core.training import batch as B
+
+    root = Path(root)
+    with open(root / "garments.csv", newline="") as fh:
+        garments = {r["garment_id"]: r for r in csv.DictReader(fh)}
+    with open(root / "persons.csv", newline="") as fh:
+        persons = list(csv.DictReader(fh))
+
+    def img(path: str) -> np.ndarray:
+        return np.asarray(Image.open(root / path))
+
+    out = []
+    for r in persons:
+        g = garments[r["worn_garment_id"]]
+        if g["category"] != "upper":
+            continue
+        kp = json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"]
+        person = {"person_id": r["person_id"], "image": img(r["image"]), "parsing": img(r["parsing"]),
+                  "densepose": img(r["densepose"]), "keypoints": np.asarray(kp, np.float32), "pc_ratio": pc_ratio}
+        garment = {"garment_id": g["garment_id"], "category": "upper", "image": img(g["image"]),
+                   "mask": img(g["mask"]), "parts": img(g["parts"])}
+        out.append(B.make_sample(person, garment, variant))
+        if len(out) == n:
+            break
+    return B.collate(out)

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from gpvton_core.training import batch as B, dgt, losses as L
+from gpvton_core.training import dgt, losses as L
 from gpvton_core.warp import LFGPWarp
-from pipelines.synthetic import make_catalogue
-
-
-def _load(root: Path, variant: str, n: int = 2) -> dict:
-    G = {r["garment_id"]: r for r in csv.DictReader(open(root / "garments.csv"))}
-    out = []
-    for r in csv.DictReader(open(root / "persons.csv")):
-        g = G[r["worn_garment_id"]]
-        if g["category"] != "upper":
-            continue
-        a = lambda k, row=r: np.asarray(Image.open(root / row[k]))  # noqa: E731
-        kp = np.asarray(json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"], np.float32)
-        person = {"person_id": r["person_id"], "image": a("image"), "parsing": a("parsing"),
-                  "densepose": a("densepose"), "keypoints": kp, "pc_ratio": 1.2}
-        garment = {"garment_id": g["garment_id"], "category": "upper",
-                   "image": np.asarray(Image.open(root / g["image"])), "mask": np.asarray(Image.open(root / g["mask"])),
-                   "parts": np.asarray(Image.open(root / g["parts"]))}
-        out.append(B.make_sample(person, garment, variant))
-        if len(out) == n:
-            break
-    return B.collate(out)
+from pipelines.synthetic import make_catalogue, upper_training_batch
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("dgt")
     make_catalogue(root, n_garments=3, n_persons=6, height=128, width=96, seed=5)
-    return _load(root, "vitonhd")
+    return upper_training_batch(root, "vitonhd", n=2, pc_ratio=1.2)
 
 
 def _grads(batch, truncate: bool):
