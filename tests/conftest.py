@@ -93,3 +93,12 @@ def synthetic_shards(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def training_shards(tmp_path_factory) -> str:
+    """Paired synthetic catalogue for training tests (9 garments, 9 persons wearing them; 3 per category)."""
+    from pipelines.synthetic import make_training_shards
+
+    root = tmp_path_factory.getbasetemp() / "train-synthetic"
+    return make_training_shards(root, n_garments=9, n_persons=9, seed=7)["shards"]

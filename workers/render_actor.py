@@ -186,49 +186,10 @@ def sha256_file(path: str, s3: Optional[dict] = None) -> str:
     return h.hexdigest()
 
 
-def _load_state(path: str) -> tuple[dict, dict]:
-    """(state dict, metadata) from an official ``.pth`` or our ``.safetensors`` (JSON metadata)."""
-    import torch
-
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(path, framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-        parsed = {}
-        for k, v in meta.items():
-            try:
-                parsed[k] = json.loads(v)
-            except (TypeError, ValueError):
-                parsed[k] = v
-        return load_file(path), parsed
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    sd.pop("aflow_net.weight", None)
-    return sd, {}
-
-
 def load_checkpoint(path: str):
-    """(network, meta) from a checkpoint: the core's loader (official .pth by key, our safetensors)."""
-    try:
-        from gpvton_core.checkpoints import build_from_checkpoint
-    except ImportError:  # minimal fallback while the core loader is absent
-        from gpvton_core.generator import TryOnGenerator
-        from gpvton_core.warp import LFGPWarp
+    """(network, meta) from a checkpoint: an official ``.pth`` (kind told by its keys) or our safetensors."""
+    from gpvton_core.checkpoints import build_from_checkpoint
 
-        sd, meta = _load_state(path)
-        if "model.model.0.weight" in sd:
-            kind, width = "generator", sd["model.model.0.weight"].shape[0] / 64
-            net = TryOnGenerator(width)
-        else:
-            width = sd["image_features.encoders.0.0.block.2.weight"].shape[0] / 64
-            kind = "warp_dresscode" if any(".mlp_shared." in k for k in sd) else "warp_vitonhd"
-            net = LFGPWarp(kind.split("_")[1], width)
-        net.load_state_dict(sd, strict=True)
-        return net, {"kind": kind, "width": width, **meta}
     return build_from_checkpoint(path)
 
 

@@ -9,19 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.synthetic import make_training_shards
 from workers.train_loop import list_pairs, read_meta, train_loop_per_worker
 
 BASE = dict(variant="vitonhd", height=128, width_px=96, model_width=0.0625, batch_size=1,
             lr=2e-3, lr_d=5e-5, beta1=0.5, niter=10 ** 6, niter_decay=0, mask_epoch=0, dgt=True,
             dynamic_mask=True, gan=True, perceptual=False, checkpoint_every=0, resume=False, seed=0,
             threads=1, progress=False, s3=None)
-
-
-@pytest.fixture(scope="session")
-def syn_shards(tmp_path_factory) -> str:
-    root = tmp_path_factory.getbasetemp() / "train-synthetic"
-    return make_training_shards(root, n_garments=9, n_persons=9, seed=7)["shards"]
 
 
 def _cfg(shards: str, out: Path, **kw) -> dict:
@@ -38,17 +31,17 @@ def _falls(rows: list[dict], key: str = "total") -> None:
     assert last < 0.95 * first, (first, last, [round(r[key], 3) for r in rows])
 
 
-def test_pairs_from_shards(syn_shards):
-    pairs, grows = list_pairs(syn_shards, "vitonhd")
+def test_pairs_from_shards(training_shards):
+    pairs, grows = list_pairs(training_shards, "vitonhd")
     assert len(pairs) == 3 and all(grows[p["garment_id"]]["category"] == "upper" for p in pairs)
-    pairs_dc, _ = list_pairs(syn_shards, "dresscode")
+    pairs_dc, _ = list_pairs(training_shards, "dresscode")
     assert len(pairs_dc) == 9
 
 
 @pytest.fixture(scope="session")
-def warp_run(syn_shards, tmp_path_factory) -> Path:
+def warp_run(training_shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.getbasetemp() / "warp-run"
-    train_loop_per_worker(_cfg(syn_shards, out, steps=8, max_pairs=1))
+    train_loop_per_worker(_cfg(training_shards, out, steps=8, max_pairs=1))
     return out
 
 
@@ -69,9 +62,9 @@ def test_warp_losses_fall_on_synthetic(warp_run):
 
 
 def test_checkpoint_loads_in_render_models(warp_run):
-    from workers.render_actor import _load_state
+    from gpvton_core.checkpoints import load_safetensors
 
-    sd, meta = _load_state(str(warp_run / "warp.safetensors"))
+    sd, meta = load_safetensors(warp_run / "warp.safetensors")
     from gpvton_core.warp import LFGPWarp
 
     net = LFGPWarp("vitonhd", float(meta["width"]))
@@ -79,13 +72,13 @@ def test_checkpoint_loads_in_render_models(warp_run):
     assert not missing and not unexpected
 
 
-def test_resume_is_step_exact(syn_shards, tmp_path):
+def test_resume_is_step_exact(training_shards, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     kw = dict(steps=4, max_pairs=2, checkpoint_every=2)
-    train_loop_per_worker(_cfg(syn_shards, full, **kw))
-    train_loop_per_worker(_cfg(syn_shards, part, **dict(kw, steps=2)))         # "interrupted" at 2
+    train_loop_per_worker(_cfg(training_shards, full, **kw))
+    train_loop_per_worker(_cfg(training_shards, part, **dict(kw, steps=2)))         # "interrupted" at 2
     assert json.loads((part / "checkpoints/latest.json").read_text())["step"] == 2
-    train_loop_per_worker(_cfg(syn_shards, part, **dict(kw, resume=True)))     # resumes 3..4
+    train_loop_per_worker(_cfg(training_shards, part, **dict(kw, resume=True)))     # resumes 3..4
     a, b = _rows(full), _rows(part)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(a) == strip(b)
@@ -95,18 +88,18 @@ def test_resume_is_step_exact(syn_shards, tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_generator_stage_losses_fall(syn_shards, warp_run, tmp_path):
+def test_generator_stage_losses_fall(training_shards, warp_run, tmp_path):
     out = tmp_path / "gen"
-    train_loop_per_worker(dict(BASE, stage="generator", shards=syn_shards, output=str(out), steps=6,
+    train_loop_per_worker(dict(BASE, stage="generator", shards=training_shards, output=str(out), steps=6,
                                max_pairs=1, warp_checkpoint=str(warp_run / "warp.safetensors")))
     rows = _rows(out)
     _falls(rows, "l1_rendered")
     sd_meta = read_meta((out / "generator.safetensors").read_bytes())
     assert sd_meta["kind"] == "generator" and sd_meta["stage"] == "generator"
-    from workers.render_actor import _load_state
+    from gpvton_core.checkpoints import load_safetensors
     from gpvton_core.generator import TryOnGenerator
 
-    sd, meta = _load_state(str(out / "generator.safetensors"))
+    sd, meta = load_safetensors(out / "generator.safetensors")
     missing, unexpected = TryOnGenerator(float(meta["width"])).load_state_dict(sd, strict=False)
     assert not missing and not unexpected
 
@@ -129,3 +122,35 @@ def test_warp_losses_fall_on_vitonhd(vitonhd_shards, tmp_path):
     out = tmp_path / "vh"
     train_loop_per_worker(_cfg(vitonhd_shards, out, steps=6, max_pairs=1))
     _falls(_rows(out))
+
+
+@pytest.fixture(scope="session")
+def dresscode_shards(dresscode_root, tmp_path_factory) -> str:
+    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
+    from pipelines.preprocess.readers import read_dresscode
+
+    out = tmp_path_factory.getbasetemp() / "dresscode-shards"
+    if not (out / "manifest.json").is_file():
+        run_pipeline(PipelineSpec(items=read_dresscode(str(dresscode_root)), output=str(out)))
+    return str(out)
+
+
+def test_dresscode_warp_and_generator_on_dresscode_samples(dresscode_shards, tmp_path):
+    """The Dress Code variant on the real Dress Code samples (lower body and dresses): the warp's
+    losses fall (with DGT), then the generator trains on that warper's output."""
+    pairs, grows = list_pairs(dresscode_shards, "dresscode")
+    cats = {grows[p["garment_id"]]["category"] for p in pairs}
+    assert {"lower", "dresses"} <= cats, cats
+    lower = next(i for i, p in enumerate(pairs) if grows[p["garment_id"]]["category"] == "lower")
+    warp = tmp_path / "warp"
+    train_loop_per_worker(_cfg(dresscode_shards, warp, variant="dresscode", steps=6, batch_size=2,
+                               max_pairs=max(2, lower + 1)))
+    rows = _rows(warp)
+    assert all(r["dgt"] == 1 for r in rows)
+    _falls(rows)
+    assert read_meta((warp / "warp.safetensors").read_bytes())["variant"] == "dresscode"
+    gen = tmp_path / "gen"
+    train_loop_per_worker(dict(BASE, stage="generator", variant="dresscode", shards=dresscode_shards,
+                               output=str(gen), steps=6, max_pairs=1,
+                               warp_checkpoint=str(warp / "warp.safetensors")))
+    _falls(_rows(gen), "l1_rendered")
