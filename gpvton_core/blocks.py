@@ -19,6 +19,10 @@ LRELU_SLOPE = 0.1
 ENCODER_CHANNELS = (64, 128, 256, 256, 256)
 FPN_CHANNELS = 256
 HEAD_HIDDEN = (128, 64, 32)
+#: Floor for the heads' hidden channels at small ``width`` (never reached at 1.0, where the narrowest is 32).
+#: Scaled linearly, width 1/16 leaves the parsing head 2 channels wide before its 10-class output conv —
+#: too narrow to separate the classes: trained small models then only ever predicted 4 of the 10.
+HEAD_MIN_HIDDEN = 8
 SPADE_HIDDEN = 128
 
 
@@ -192,9 +196,10 @@ class RefinePyramid(nn.Module):
 def head(cin: int, cout: int, width: float, spade: bool, tanh: bool = False) -> SegmapSequential:
     """Conv stack cin→128→64→32→cout with LReLU (VITON-HD) or Conv,SPADE,LReLU triples (DressCode).
 
-    Indices: convs at 0/2/4/6 (+Tanh at 7) or 0/3/6/9 with SPADE at 1/4/7 (+Tanh at 10).
+    Indices: convs at 0/2/4/6 (+Tanh at 7) or 0/3/6/9 with SPADE at 1/4/7 (+Tanh at 10). At small
+    ``width`` the hidden channels stay at least :data:`HEAD_MIN_HIDDEN` wide.
     """
-    hid = [scaled(c, width) for c in HEAD_HIDDEN]
+    hid = [max(HEAD_MIN_HIDDEN, scaled(c, width)) for c in HEAD_HIDDEN]
     sh = scaled(SPADE_HIDDEN, width)
     layers: list[nn.Module] = []
     prev = cin

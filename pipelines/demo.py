@@ -2,7 +2,7 @@
 
 No data and no weights needed: the catalogue is procedural (:mod:`pipelines.synthetic`), and
 without checkpoints the render uses the small demo model shipped in ``pipelines/assets/demo/``
-(a width-1/16 GP-VTON trained for a few CPU minutes on the synthetic catalogue by
+(a width-1/16 GP-VTON trained for about an hour of CPU on a synthetic catalogue by
 ``pipelines/assets/demo/train_demo.sh``), at the resolution it was trained at. It is a demo model,
 not a production model: the demo says so plainly, and ``job.json``'s ``model_note`` (shown by the
 report) says so too. ``--random-weights`` renders with randomly initialised small networks instead
@@ -64,8 +64,9 @@ def demo_model_note(m: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="demo-out", help="folder for everything (default ./demo-out)")
-    parser.add_argument("--garments", type=int, default=3, help="catalogue garments (default 3: one per category)")
-    parser.add_argument("--persons", type=int, default=3, help="model photos (default 3)")
+    parser.add_argument("--garments", type=int, default=4,
+                        help="catalogue garments (default 4: with the default seed, every category)")
+    parser.add_argument("--persons", type=int, default=4, help="model photos (default 4, one of them in a dress)")
     parser.add_argument("--resolution", type=int, choices=sorted(SIZES), default=None,
                         help="working resolution (default: the shipped demo model's training resolution, "
                              "256; 512 with --random-weights or your own checkpoints)")

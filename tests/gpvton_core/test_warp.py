@@ -44,6 +44,17 @@ def test_keys_identical_at_any_width(variant):
     assert "aflow_net.weight" not in small and "aflow_net.second_diff" not in small
 
 
+def test_small_heads_keep_a_channel_floor():
+    """Scaled linearly, width 1/16 would leave the 10-class parsing head 2 channels wide."""
+    from gpvton_core.blocks import HEAD_HIDDEN, HEAD_MIN_HIDDEN
+
+    small = LFGPWarp("dresscode", 1 / 16).aflow_net.netSeg[-1]
+    convs = [m for m in small if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [HEAD_MIN_HIDDEN] * 3 + [10]
+    official = LFGPWarp("dresscode", 1.0).aflow_net.netSeg[-1]
+    assert [m.out_channels for m in official if isinstance(m, torch.nn.Conv2d)] == [*HEAD_HIDDEN, 10]
+
+
 @pytest.mark.parametrize("variant", ["vitonhd", "dresscode"])
 def test_split_api_equals_monolithic_forward(variant):
     b, h, w = 3, 64, 64
