@@ -37,7 +37,6 @@ ENVIRONMENT.md, for no gain on this access pattern.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
