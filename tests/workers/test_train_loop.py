@@ -104,15 +104,20 @@ def test_generator_stage_losses_fall(training_shards, warp_run, tmp_path):
     assert not missing and not unexpected
 
 
+def _beam_shards(kind: str, root, tmp_path_factory) -> str:
+    """Shards built by the real Beam stage from a sample dataset (``kind``: vitonhd | dresscode)."""
+    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
+    from pipelines.preprocess.readers import read_inputs
+
+    out = tmp_path_factory.getbasetemp() / f"{kind}-shards"
+    if not (out / "manifest.json").is_file():
+        run_pipeline(PipelineSpec(items=read_inputs([(kind, str(root))]), output=str(out)))
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def vitonhd_shards(vitonhd_root, tmp_path_factory) -> str:
-    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
-    from pipelines.preprocess.readers import read_vitonhd
-
-    out = tmp_path_factory.getbasetemp() / "vitonhd-shards"
-    if not (out / "manifest.json").is_file():
-        run_pipeline(PipelineSpec(items=read_vitonhd(str(vitonhd_root)), output=str(out)))
-    return str(out)
+    return _beam_shards("vitonhd", vitonhd_root, tmp_path_factory)
 
 
 def test_warp_losses_fall_on_vitonhd(vitonhd_shards, tmp_path):
@@ -126,13 +131,7 @@ def test_warp_losses_fall_on_vitonhd(vitonhd_shards, tmp_path):
 
 @pytest.fixture(scope="session")
 def dresscode_shards(dresscode_root, tmp_path_factory) -> str:
-    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
-    from pipelines.preprocess.readers import read_dresscode
-
-    out = tmp_path_factory.getbasetemp() / "dresscode-shards"
-    if not (out / "manifest.json").is_file():
-        run_pipeline(PipelineSpec(items=read_dresscode(str(dresscode_root)), output=str(out)))
-    return str(out)
+    return _beam_shards("dresscode", dresscode_root, tmp_path_factory)
 
 
 def test_dresscode_warp_and_generator_on_dresscode_samples(dresscode_shards, tmp_path):
