@@ -1,4 +1,4 @@
-"""In-shop garment: mask from a near-white background and part parsing from the garment's shape.
+"""In-shop garment: mask from a plain light background and part parsing from the garment's shape.
 
 Part map values (``parts_png`` in the shards): 0 background, 1 left, 2 middle, 3 right, where
 left/right are the *wearer's*: for a front-view product photo the garment's left sleeve / left leg
@@ -81,6 +81,65 @@ def mask_from_white_background(rgb: np.ndarray, threshold: int = WHITE_THRESHOLD
     mask = ~_reconstruct_from_border(white)
     if mask.sum() < 0.002 * mask.size:
         raise GarmentError("no garment found on the background (image is blank/white)")
+    return mask
+
+
+BORDER = 0.02                  # outer ring (fraction of the short side) that samples the background
+PLAIN_MIN_SHARE = 0.6          # share of the ring that must match the background colour
+LIGHT_MIN_LUMA = 150           # a "light" background: median luma at least this
+BG_TOLERANCE = 26.0            # RGB distance to the background colour still counted as background
+SHADOW_MIN_LUMA_RATIO = 0.72   # soft shadows: as grey as the background, down to this share of its luma
+
+
+def _luma(a: np.ndarray) -> np.ndarray:
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
+def border_ring(shape: tuple[int, int], fraction: float = BORDER) -> np.ndarray:
+    """Bool mask of the image's outer ring (at least 2 pixels wide)."""
+    H, W = shape
+    b = max(2, int(round(fraction * min(H, W))))
+    ring = np.zeros((H, W), bool)
+    ring[:b], ring[-b:], ring[:, :b], ring[:, -b:] = True, True, True, True
+    return ring
+
+
+def mask_from_plain_background(rgb: np.ndarray) -> np.ndarray:
+    """Garment mask (bool H×W) for a product shot on a plain light background: white, light grey
+    or a light tint, with soft shadows.
+
+    The background colour is the median of the outer ring; the ring must be plain (most of it close
+    to that colour) and light, otherwise the garment cannot be separated here and
+    :class:`GarmentError` says so (a user matting model, or a given mask, handles such photos).
+    Background = pixels close to that colour, or as unsaturated as it and a little darker (soft
+    shadows), 4-connected to the border; white prints inside the garment stay garment.
+    """
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise GarmentError(f"garment image must be H×W×3, got {a.shape}")
+    f = a.astype(np.float32)
+    ring = border_ring(a.shape[:2])
+    bg = np.median(f[ring], axis=0)
+    dist = np.sqrt(((f - bg) ** 2).sum(axis=2))
+    share = float((dist[ring] <= BG_TOLERANCE).mean())
+    bg_luma = float(_luma(bg))
+    if share < PLAIN_MIN_SHARE or bg_luma < LIGHT_MIN_LUMA:
+        raise GarmentError(
+            f"cannot separate the garment from its background: the background is not plain and light "
+            f"(border: {share:.0%} near its median colour, luma {bg_luma:.0f}; needs ≥ {PLAIN_MIN_SHARE:.0%} "
+            f"and ≥ {LIGHT_MIN_LUMA}); give a mask or configure a matting model (garment_matting.model)")
+    spread = f.max(axis=2) - f.min(axis=2)
+    bg_spread = float(bg.max() - bg.min())
+    luma = _luma(f)
+    shadow = (spread <= bg_spread + 14) & (luma >= SHADOW_MIN_LUMA_RATIO * bg_luma) & (luma <= bg_luma + 12)
+    lo, hi = a.min(axis=2).astype(np.int16), a.max(axis=2).astype(np.int16)
+    white = (lo >= WHITE_THRESHOLD) & ((hi - lo) <= WHITE_MAX_SPREAD)
+    mask = ~_reconstruct_from_border((dist <= BG_TOLERANCE) | shadow | white)
+    frac = mask.mean()
+    if frac < 0.002:
+        raise GarmentError("no garment found on the background (image is blank/plain)")
+    if frac > 0.97:
+        raise GarmentError("cannot separate the garment from its background (no background left)")
     return mask
 
 

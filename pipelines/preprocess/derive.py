@@ -12,13 +12,15 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from gpvton_core.conditions import DERIVATION_VERSION
 from gpvton_core.conditions import densepose as dp
+from gpvton_core.conditions import framing as fr
 from gpvton_core.conditions import garment as gm
 from gpvton_core.conditions import masks as mk
 from gpvton_core.conditions import parsing as ps
@@ -26,7 +28,7 @@ from gpvton_core.conditions import pose as po
 from gpvton_core.conditions import ratio as rt
 from gpvton_core.conditions import resize as rs
 from infra.storage import sanitize_id
-from pipelines.schema import CATEGORIES
+from infra.schema import CATEGORIES
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -75,7 +77,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if w * h > max_pixels:
         raise too_large(w, h)
     im.load()
-    return im
+    return ImageOps.exif_transpose(im)     # camera photos: honour the EXIF orientation
 
 
 def to_rgb(im: Image.Image) -> tuple[Image.Image, str | None]:
@@ -128,6 +130,16 @@ class Ctx:
         self.item, self._read, self.max_pixels = item, read, max_pixels
         self.id, self.kind = item["id"], item["kind"]
         self.provenance: dict[str, Any] = {"derivation_version": DERIVATION_VERSION}
+        self.models: dict[str, str] = {}     # estimator → "name@sha256[:12]" of its model file
+
+    def provenance_json(self) -> str:
+        """Provenance with a summary of which annotations were given, derived or estimated."""
+        out = dict(self.provenance)
+        for how in ("given", "derived", "estimated"):
+            out[how] = sorted(k for k, v in self.provenance.items() if isinstance(v, str) and v.startswith(how + ":"))
+        if self.models:
+            out["models"] = dict(sorted(self.models.items()))
+        return json.dumps(out, sort_keys=True)
 
     def fail(self, stage: str, reason: str, uri: str | None = None) -> ItemError:
         return ItemError(self.id, self.kind, stage, reason, uri or self.item.get("source_uri"))
@@ -176,11 +188,19 @@ class Ctx:
 
 
 # --- persons ------------------------------------------------------------------------------------
+IMAGE_ALIGNED = ("parsing", "lip_parsing", "atr_parsing", "densepose", "densepose_rendered")
+# Joints a garment category needs in the frame (BODY_25 indices): a photo cut off above them
+# cannot take that category.
+REQUIRED_JOINTS: dict[str, tuple[int, ...]] = {
+    "upper": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP),
+    "lower": (po.R_HIP, po.L_HIP, po.R_KNEE, po.L_KNEE),
+    "dresses": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP),
+}
+
+
 def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
     item = ctx.item
-    url = item.get("keypoints")
-    if not url:
-        raise ctx.fail("validate", "no keypoints given (pose estimation is not part of preprocess)")
+    url = item["keypoints"]
     raw = ctx.read(url, "keypoints")
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -206,8 +226,79 @@ def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
     return k
 
 
-def derive_person(item: dict, read: Callable[[str], bytes], resolution: int,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+def _estimate_pose(ctx: Ctx, photo: np.ndarray, est) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """BODY_25 keypoints and the subject's box (photo pixels) of the one person in ``photo``."""
+    pose = est.pose if est is not None else None
+    if pose is None:
+        raise ctx.fail("validate", "no keypoints given and pose estimation is off (pose.backend: none); "
+                                   "give keypoints or use the bundled estimator (pose.backend: mediapipe)")
+    people = pose.estimate(photo)
+    if not people:
+        raise ctx.fail("derive", "no person found in the photo")
+    first = people[0]
+    tall = [p for p in people[1:] if (p.bbox[3] - p.bbox[1]) >= est.cfg.framing.second_person_min_size
+            * (first.bbox[3] - first.bbox[1])]
+    if tall:
+        raise ctx.fail("validate", f"{1 + len(tall)} persons in the photo; a model photo must show one "
+                                   "person (crop it to one model)")
+    ctx.provenance["keypoints"] = f"estimated:{pose.provenance}"
+    ctx.models["pose"] = pose.provenance
+    subject = tuple(float(v) for v in first.bbox)
+    seg = est.segmenter
+    if seg is not None:
+        person = seg.mask(photo) >= 0.5
+        ctx.models["segmenter"] = seg.provenance
+        kb = fr.keypoints_bbox(first.keypoints)
+        mb = fr.mask_bbox(person & _near_box(person.shape, kb or subject, 0.35))
+        if mb is not None:
+            subject = (min(subject[0], mb[0]), min(subject[1], mb[1]), max(subject[2], mb[2]), max(subject[3], mb[3]))
+    return first.keypoints, subject
+
+
+def _near_box(shape: tuple[int, int], box, grow: float) -> np.ndarray:
+    """Bool mask of ``box`` grown by ``grow`` × its size on every side (keeps another person's
+    segmentation out of this one's extent)."""
+    H, W = shape
+    x0, y0, x1, y1 = box
+    gx, gy = grow * (x1 - x0), grow * (y1 - y0)
+    m = np.zeros((H, W), bool)
+    m[max(0, int(y0 - gy)):min(H, int(y1 + gy) + 1), max(0, int(x0 - gx)):min(W, int(x1 + gx) + 1)] = True
+    return m
+
+
+def _usable_categories(ctx: Ctx, kps: np.ndarray, cats: list[str]) -> list[str]:
+    """The categories whose joints are in the frame; an error when a declared one (or every one) is not."""
+    missing = {c: [po.BODY_25[j] for j in REQUIRED_JOINTS[c] if kps[j, 2] <= 0] for c in cats}
+    ok = [c for c in cats if not missing[c]]
+    declared = ctx.item.get("categories_declared", True)
+    bad = {c: m for c, m in missing.items() if m}
+    if bad and (declared or not ok):
+        what = "; ".join(f"{c} needs {', '.join(m)}" for c, m in bad.items())
+        raise ctx.fail("validate", f"the person is cut off: joints missing from the photo ({what})")
+    if bad:
+        ctx.provenance["categories_dropped"] = {c: m for c, m in bad.items()}
+    return ok
+
+
+@dataclass
+class PersonDraft:
+    """A person after decoding, pose and framing, waiting for (batched) parsing."""
+
+    ctx: Ctx
+    image: np.ndarray               # working size RGB
+    kps: np.ndarray                 # BODY_25, working-size pixels
+    categories: list[str]
+    image_hw: tuple[int, int]       # decoded photo
+    box: fr.CropBox                 # the working frame in the photo's pixels
+    gp: np.ndarray | None           # 29-label parsing when given or derived from given label maps
+
+    @property
+    def needs_parser(self) -> bool:
+        return self.gp is None
+
+
+def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
+                   max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> PersonDraft:
     ctx = Ctx(item, read, max_pixels)
     H, W = rs.working_size(resolution)
     cats = [c for c in (item.get("categories") or [])]
@@ -219,49 +310,105 @@ def derive_person(item: dict, read: Callable[[str], bytes], resolution: int,
     if note:
         ctx.provenance["image_converted"] = note
     image_hw = (rgb.height, rgb.width)
-    fit = rs.compute_fit(image_hw, (H, W), "crop")
-    image = rs.resize_rgb(rgb, (H, W), mode="crop")
-    kps = rs.transform_keypoints(_keypoints(ctx, image_hw), fit)
+    aligned = any(item.get(k) for k in IMAGE_ALIGNED)
+    if item.get("keypoints"):
+        kps_photo, subject = _keypoints(ctx, image_hw), None
+    else:
+        kps_photo, subject = _estimate_pose(ctx, np.asarray(rgb), est)
+    box = fr.whole(image_hw)
+    if subject is not None:
+        fcfg = est.cfg.framing
+        if subject[3] - subject[1] < fcfg.min_person_height * H:
+            raise ctx.fail("validate", f"the person is too small to render: {subject[3] - subject[1]:.0f} px tall, "
+                                       f"needs ≥ {fcfg.min_person_height * H:.0f} px at resolution {resolution}")
+        if item.get("frame", True) and not aligned:
+            box = fr.frame_person(subject, image_hw, margin=fcfg.person_margin,
+                                  framed_fraction=fcfg.framed_fraction)
+    framed = rgb if box.is_whole(image_hw) else Image.fromarray(fr.crop_rgb(rgb, box, fill="edge"))
+    if not box.is_whole(image_hw):
+        ctx.provenance["frame"] = {"box": box.as_list(), "photo_hw": list(image_hw)}
+    fit = rs.compute_fit((framed.height, framed.width), (H, W), "crop")
+    image = rs.resize_rgb(framed, (H, W), mode="crop")
+    kps = rs.transform_keypoints(fr.box_keypoints(kps_photo, box), fit)
+    cats = _usable_categories(ctx, kps, cats)
 
+    gp = None
     if item.get("parsing"):
         gp = ctx.labels(item["parsing"], "parsing", image_hw, (H, W))
         ctx.provenance["parsing"] = "given:gpvton-29"
     elif item.get("lip_parsing"):
-        lip = ctx.labels(item["lip_parsing"], "LIP parsing", image_hw, (H, W))
-        try:
-            gp = ps.from_lip(lip, kps)
-        except ps.ParsingError as exc:
-            raise ctx.fail("derive", str(exc), item["lip_parsing"]) from None
+        gp = _from_scheme(ctx, ctx.labels(item["lip_parsing"], "LIP parsing", image_hw, (H, W)), "lip", kps,
+                          item["lip_parsing"])
         ctx.provenance["parsing"] = "derived:lip+pose"
     elif item.get("atr_parsing"):
-        atr = ctx.labels(item["atr_parsing"], "ATR parsing", image_hw, (H, W))
-        try:
-            gp = ps.from_atr(atr, kps)
-        except ps.ParsingError as exc:
-            raise ctx.fail("derive", str(exc), item["atr_parsing"]) from None
+        gp = _from_scheme(ctx, ctx.labels(item["atr_parsing"], "ATR parsing", image_hw, (H, W)), "atr", kps,
+                          item["atr_parsing"])
         ctx.provenance["parsing"] = "derived:atr+pose"
-    else:
-        raise ctx.fail("validate", "no human parsing given (parsing, lip_parsing or atr_parsing)")
+    elif est is None or est.parser is None:
+        from pipelines.preprocess.estimators.bundle import NO_PARSER
+
+        raise ctx.fail("validate", NO_PARSER)
+    return PersonDraft(ctx, image, kps, cats, image_hw, box, gp)
+
+
+def _from_scheme(ctx: Ctx, labels: np.ndarray, scheme: str, kps: np.ndarray, url: str | None) -> np.ndarray:
+    try:
+        if scheme == "lip":
+            return ps.from_lip(labels, kps)
+        if scheme == "atr":
+            return ps.from_atr(labels, kps)
+        return labels
+    except ps.ParsingError as exc:
+        raise ctx.fail("derive", str(exc), url) from None
+
+
+def parse_drafts(drafts: list[PersonDraft], est) -> None:
+    """Estimate the parsing of every draft that lacks one, in one parser batch."""
+    todo = [d for d in drafts if d.needs_parser]
+    if not todo:
+        return
+    parser = est.parser
+    labels = parser.parse_batch([d.image for d in todo])
+    for d, lab in zip(todo, labels):
+        d.gp = _from_scheme(d.ctx, lab, parser.scheme, d.kps, None)
+        d.ctx.provenance["parsing"] = f"estimated:{parser.provenance}" + (
+            f"+derived:{parser.scheme}+pose" if parser.scheme in ("lip", "atr") else "")
+        d.ctx.models["parser"] = parser.provenance
+
+
+def finish_person(d: PersonDraft, read: Callable[[str], bytes], resolution: int,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
+    ctx, item, gp, kps, image = d.ctx, d.ctx.item, d.gp, d.kps, d.image
+    H, W = image.shape[:2]
     try:
         ps.validate(gp)
     except ps.ParsingError as exc:
         raise ctx.fail("validate", str(exc), item.get("parsing")) from None
 
     if item.get("densepose"):
-        dpi = ctx.labels(item["densepose"], "densepose", image_hw, (H, W))
+        dpi = ctx.labels(item["densepose"], "densepose", d.image_hw, (H, W))
         if dpi.max() >= dp.NUM_PARTS:
             raise ctx.fail("validate", f"densepose index {int(dpi.max())} > 24", item["densepose"])
         ctx.provenance["densepose"] = "given:index"
     elif item.get("densepose_rendered"):
         rim = ctx.image(item["densepose_rendered"], "densepose rendering")
-        ctx.check_size((rim.height, rim.width), image_hw, "densepose rendering", item["densepose_rendered"])
+        ctx.check_size((rim.height, rim.width), d.image_hw, "densepose rendering", item["densepose_rendered"])
         rrgb = np.asarray(rim.convert("RGB"))
         if rrgb.shape[:2] != (H, W):
             rrgb = rs.resize_rgb(rrgb, (H, W), mode="crop")   # bicubic, then nearest colour
-        dpi = dp.index_from_rendering(rrgb)
+        dpi = dp.index_from_rendering(rrgb, keypoints=kps)
         ctx.provenance["densepose"] = "derived:colour-rendering"
+    elif est is not None and est.densepose is not None:
+        model = est.densepose
+        dpi = model.predict(image)
+        ctx.provenance["densepose"] = f"estimated:model:{model.provenance}"
+        ctx.models["densepose"] = model.provenance
     else:
-        raise ctx.fail("validate", "no DensePose given (densepose or densepose_rendered)")
+        try:
+            dpi = dp.approximate_from_mask(gp > 0, kps, parsing=gp)
+        except ValueError as exc:
+            raise ctx.fail("derive", f"DensePose approximation: {exc}") from None
+        ctx.provenance["densepose"] = "estimated:mask+skeleton"
 
     # Whether the generator's skin colour (§8.8) is defined for this photo, per model variant;
     # render decides what to do with a photo without visible skin.
@@ -281,19 +428,50 @@ def derive_person(item: dict, read: Callable[[str], bytes], resolution: int,
         except ItemError as exc:
             ctx.provenance["pc_ratio"] = f"worn garment failed: {exc.reason}"
     return {
-        "person_id": item["id"], "categories": cats, "source": item.get("source", "manifest"),
+        "person_id": item["id"], "categories": d.categories, "source": item.get("source", "manifest"),
         "source_uri": item.get("source_uri") or item["image"], "height": H, "width": W,
         "image_png": png_bytes(image, "RGB"), "parsing_png": png_bytes(gp.astype(np.uint8), "L"),
         "densepose_png": png_bytes(dpi.astype(np.uint8), "L"),
         "keypoints": kps.astype(np.float32).reshape(-1).tolist(),
         "worn_garment_id": item.get("worn_garment_id"), "pc_ratio": None if pc is None else float(pc),
-        "provenance": json.dumps(ctx.provenance, sort_keys=True),
+        "frame_box": None if d.box.is_whole(d.image_hw) else d.box.as_list(),
+        "photo_height": d.image_hw[0], "photo_width": d.image_hw[1],
+        "provenance": ctx.provenance_json(),
     }
 
 
+def derive_person(item: dict, read: Callable[[str], bytes], resolution: int,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
+    draft = prepare_person(item, read, resolution, max_pixels, est)
+    parse_drafts([draft], est)
+    return finish_person(draft, read, resolution, max_pixels, est)
+
+
 # --- garments -----------------------------------------------------------------------------------
+ANALYSIS_SIDE = 768      # product shots are segmented at most this large to find the garment's box
+
+
+def _garment_mask(ctx: Ctx, image: np.ndarray, est) -> np.ndarray:
+    """Built-in plain-background mask, else the user's matting model, else an error row."""
+    try:
+        mask = gm.mask_from_plain_background(image)
+        ctx.provenance["mask"] = "estimated:plain-background"
+        return mask
+    except gm.GarmentError as exc:
+        matting = est.matting if est is not None else None
+        if matting is None:
+            raise ctx.fail("derive", str(exc)) from None
+    mask = matting.mask(image)
+    if mask.mean() < 0.002:
+        raise ctx.fail("derive", f"cannot separate the garment from its background: the matting model "
+                                 f"({matting.provenance}) found no garment")
+    ctx.provenance["mask"] = f"estimated:{matting.provenance}"
+    ctx.models["matting"] = matting.provenance
+    return mask
+
+
 def derive_garment_arrays(item: dict, read: Callable[[str], bytes], resolution: int,
-                          max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+                          max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
     ctx = Ctx(item, read, max_pixels)
     H, W = rs.working_size(resolution)
     cat = readers_normalize(item.get("category"))
@@ -304,8 +482,8 @@ def derive_garment_arrays(item: dict, read: Callable[[str], bytes], resolution: 
     if note:
         ctx.provenance["image_converted"] = note
     image_hw = (rgb.height, rgb.width)
-    image = rs.resize_rgb(rgb, (H, W), mode="pad")
     if item.get("mask"):
+        image = rs.resize_rgb(rgb, (H, W), mode="pad")
         mim = ctx.image(item["mask"], "mask")
         ctx.check_size((mim.height, mim.width), image_hw, "mask", item["mask"])
         m8 = np.asarray(mim.convert("L"))
@@ -315,7 +493,20 @@ def derive_garment_arrays(item: dict, read: Callable[[str], bytes], resolution: 
         if not mask.any():
             raise ctx.fail("validate", "given garment mask is empty", item["mask"])
         ctx.provenance["mask"] = "given"
+    elif item.get("frame"):
+        # Product shot: find the garment on a small copy, frame it 3:4 on white, segment again there.
+        s = min(1.0, ANALYSIS_SIDE / max(image_hw))
+        small = np.asarray(rgb.resize((max(1, round(rgb.width * s)), max(1, round(rgb.height * s))),
+                                      Image.BILINEAR)) if s < 1.0 else np.asarray(rgb)
+        bbox = fr.mask_bbox(_garment_mask(ctx, small, est))
+        bbox = tuple(v / s for v in bbox)
+        box = fr.frame_box(bbox, image_hw, margin=est.cfg.framing.garment_margin if est else fr.GARMENT_MARGIN)
+        image = rs.resize_rgb(fr.crop_rgb(rgb, box, fill=(255, 255, 255)), (H, W), mode="pad")
+        mask = _garment_mask(ctx, image, est)
+        image = np.where(mask[..., None], image, np.uint8(255))     # centred on white
+        ctx.provenance["frame"] = {"box": box.as_list(), "photo_hw": list(image_hw)}
     else:
+        image = rs.resize_rgb(rgb, (H, W), mode="pad")
         try:
             mask = gm.mask_from_white_background(image)
         except gm.GarmentError as exc:
@@ -333,7 +524,8 @@ def derive_garment_arrays(item: dict, read: Callable[[str], bytes], resolution: 
         except gm.GarmentError as exc:
             raise ctx.fail("derive", str(exc)) from None
         ctx.provenance["parts"] = "derived:shape-v1"
-    return {"image": image, "mask": mask, "parts": parts, "category": cat, "provenance": ctx.provenance}
+    return {"image": image, "mask": mask, "parts": parts, "category": cat, "provenance": ctx.provenance,
+            "ctx": ctx}
 
 
 def readers_normalize(value: Any) -> str | None:
@@ -343,8 +535,8 @@ def readers_normalize(value: Any) -> str | None:
 
 
 def derive_garment(item: dict, read: Callable[[str], bytes], resolution: int,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
-    g = derive_garment_arrays(item, read, resolution, max_pixels)
+                   max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
+    g = derive_garment_arrays(item, read, resolution, max_pixels, est)
     H, W = rs.working_size(resolution)
     return {
         "garment_id": item["id"], "category": g["category"], "source": item.get("source", "manifest"),
@@ -352,13 +544,23 @@ def derive_garment(item: dict, read: Callable[[str], bytes], resolution: int,
         "image_png": png_bytes(g["image"], "RGB"),
         "mask_png": png_bytes((g["mask"] * 255).astype(np.uint8), "L"),
         "parts_png": png_bytes(g["parts"].astype(np.uint8), "L"),
-        "provenance": json.dumps(g["provenance"], sort_keys=True),
+        "provenance": g["ctx"].provenance_json(),
     }
 
 
-def derive_item(item: dict, read: Callable[[str], bytes], resolution: int,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, dict[str, Any]]:
-    """(table, row) for one item; raises :class:`ItemError` for bad input."""
+def _guard(item: dict, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` for ``item``; any unexpected failure still becomes one :class:`ItemError`."""
+    kind = item.get("kind", "?")
+    try:
+        return fn()
+    except ItemError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure still becomes one error row
+        raise ItemError(item.get("id", "?"), kind, "derive", f"{type(exc).__name__}: {exc}",
+                        item.get("source_uri")) from exc
+
+
+def _check_item(item: dict) -> None:
     kind = item.get("kind", "?")
     if item.get("error"):
         e = item["error"]
@@ -366,17 +568,52 @@ def derive_item(item: dict, read: Callable[[str], bytes], resolution: int,
     why = check_id(item.get("id", ""))
     if why:
         raise ItemError(item.get("id", ""), kind, "validate", why, item.get("source_uri"))
+    if kind not in ("person", "garment"):
+        raise ItemError(item.get("id", "?"), kind, "read", f"unknown item kind {kind!r}", item.get("source_uri"))
+
+
+def derive_batch(items: list[dict], read: Callable[[str], bytes], resolution: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> list[tuple[str, dict[str, Any]]]:
+    """``(table, row)`` for each item, in order; a bad item gives ``("errors", error row)``.
+
+    Persons go through three phases so that the parser sees the whole batch at once: prepare
+    (decode, pose, framing), parse (one batch), finish (DensePose, rows).
+    """
+    out: list[tuple[str, dict[str, Any]] | None] = [None] * len(items)
+    drafts: dict[int, PersonDraft] = {}
+    for i, item in enumerate(items):
+        try:
+            _check_item(item)
+            if item["kind"] == "garment":
+                out[i] = ("garments", _guard(item, lambda: derive_garment(item, read, resolution, max_pixels, est)))
+            else:
+                drafts[i] = _guard(item, lambda: prepare_person(item, read, resolution, max_pixels, est))
+        except ItemError as exc:
+            out[i] = ("errors", exc.row())
     try:
-        if kind == "person":
-            return "persons", derive_person(item, read, resolution, max_pixels)
-        if kind == "garment":
-            return "garments", derive_garment(item, read, resolution, max_pixels)
-    except ItemError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure still becomes one error row
-        raise ItemError(item.get("id", "?"), kind, "derive", f"{type(exc).__name__}: {exc}",
-                        item.get("source_uri")) from exc
-    raise ItemError(item.get("id", "?"), kind, "read", f"unknown item kind {kind!r}", item.get("source_uri"))
+        parse_drafts(list(drafts.values()), est)
+    except Exception:  # noqa: BLE001 - a failed batch: parse one by one to find the item
+        for i, d in list(drafts.items()):
+            try:
+                _guard(d.ctx.item, lambda: parse_drafts([d], est))
+            except ItemError as exc:
+                out[i] = ("errors", exc.row())
+                del drafts[i]
+    for i, d in drafts.items():
+        try:
+            out[i] = ("persons", _guard(d.ctx.item, lambda: finish_person(d, read, resolution, max_pixels, est)))
+        except ItemError as exc:
+            out[i] = ("errors", exc.row())
+    return out  # type: ignore[return-value]
+
+
+def derive_item(item: dict, read: Callable[[str], bytes], resolution: int,
+                max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> tuple[str, dict[str, Any]]:
+    """(table, row) for one item; raises :class:`ItemError` for bad input."""
+    table, row = derive_batch([item], read, resolution, max_pixels, est)[0]
+    if table == "errors":
+        raise ItemError(row["item_id"], row["kind"], row["stage"], row["reason"], row["source_uri"])
+    return table, row
 
 
 # --- decoding of shard rows (used by render / train / tests) -----------------------------------

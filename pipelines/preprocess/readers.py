@@ -22,7 +22,12 @@ Supported inputs (``KIND:URL``):
 * ``dresscode``: ``<root>/{upper_body,lower_body,dresses}/images/ID_0.jpg`` (person),
   ``ID_1.jpg`` (garment), ``keypoints/ID_2.json`` (COCO-18 at 384×512), ``label_maps/ID_4.png``,
   ``dense/ID_5.png``, ``image-densepose/ID_0.jpg``, pair lists ``*_pairs*.txt``;
-* ``manifest``: a folder with ``garments.{csv,jsonl,parquet}`` and/or ``persons.{...}``.
+* ``manifest``: a folder with ``garments.{csv,jsonl,parquet}`` and/or ``persons.{...}``;
+* ``photos``: bare photos with no annotations (see :func:`read_photos`); every missing annotation
+  is estimated, and the photo is framed around its subject.
+
+In every kind, an item that carries some annotations keeps them; only the missing ones are
+estimated (``derive.py``), and ``provenance`` records which were given and which estimated.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ DRESSCODE_CATEGORIES = {"upper_body": "upper", "lower_body": "lower", "dresses":
 CATEGORY_ALIASES = {"upper": "upper", "upper_body": "upper", "top": "upper", "tops": "upper",
                     "lower": "lower", "lower_body": "lower", "bottom": "lower", "bottoms": "lower",
                     "dresses": "dresses", "dress": "dresses"}
-INPUT_KINDS = ("vitonhd", "hrviton", "dresscode", "manifest")
+INPUT_KINDS = ("vitonhd", "hrviton", "dresscode", "manifest", "photos")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -80,6 +85,14 @@ class _FS:
                 name = posixpath.basename(e["name"].rstrip("/"))
                 out[name] = self.url(e["name"])
         return out
+
+    def ls_dirs(self, url: str) -> list[str]:
+        """Names of the folders directly under ``url`` (sorted; empty when absent)."""
+        try:
+            entries = self.fs.ls(self._p(url), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
 
     def isdir(self, url: str) -> bool:
         try:
@@ -283,6 +296,7 @@ def read_manifest(root: str, s3: S3Settings | None = None, source: str = "manife
         items.append({
             "kind": "person", "id": pid, "source": source, "source_uri": image, "image": image,
             "categories": _categories(row.get("categories")) or ["upper", "lower", "dresses"],
+            "categories_declared": bool(_categories(row.get("categories"))),
             "keypoints": _resolve(fs.root, row.get("keypoints")), "keypoints_format": "openpose",
             "keypoints_ref_hw": None, "parsing": _resolve(fs.root, row.get("parsing")),
             "lip_parsing": _resolve(fs.root, row.get("lip_parsing")),
@@ -294,8 +308,108 @@ def read_manifest(root: str, s3: S3Settings | None = None, source: str = "manife
     return items
 
 
+# --- bare photos --------------------------------------------------------------------------------
+PHOTO_TABLE_EXTS = (".csv", ".jsonl", ".parquet")
+PERSON_ROLES = ("person", "persons", "model", "models")
+GARMENT_ROLES = ("garment", "garments", "product", "products")
+
+
+def _photo_person(pid: str, url: str, source: str, categories: list[str] | None, row: dict | None = None,
+                  base: str | None = None) -> dict:
+    row = row or {}
+    ann = {k: _resolve(base, row.get(k)) if base is not None else None
+           for k in ("keypoints", "parsing", "lip_parsing", "atr_parsing", "densepose", "densepose_rendered")}
+    return {"kind": "person", "id": pid, "source": source, "source_uri": url, "image": url,
+            "categories": categories or ["upper", "lower", "dresses"],
+            "categories_declared": bool(categories), "keypoints_format": "openpose", "keypoints_ref_hw": None,
+            **ann, "worn_garment_id": None, "worn_garment": None, "frame": True}
+
+
+def _photo_garment(gid: str, url: str, source: str, category: Any, mask: str | None = None) -> dict:
+    return {"kind": "garment", "id": gid, "source": source, "source_uri": url, "image": url,
+            "category": category, "mask": mask, "parts": None, "frame": True}
+
+
+def _photo_id(name: str) -> str:
+    from infra.storage import sanitize_id
+
+    return sanitize_id(_stem(name))
+
+
+def read_photos(root: str, s3: S3Settings | None = None, source: str = "photos") -> list[dict]:
+    """Bare photos: a folder ``models/*.jpg`` (or ``models/<category>/*.jpg``, which restricts the
+    categories) + ``garments/<category>/*.jpg``, or one table (CSV/JSONL/Parquet) with a row per
+    photo: ``image`` (URL, relative to the table), ``kind`` (person/model or garment/product),
+    ``category`` (garments; persons: optional ``categories``, ';'-separated), optional ``id``
+    (default: the file name's stem) and optional annotation columns as in a manifest.
+
+    Ids are the file stems made storage-safe. Every item is marked ``frame`` (crop/pad to the
+    working 3:4 frame around the subject) and its missing annotations are estimated.
+    """
+    fs = _FS(root, s3)
+    if fs.root.lower().endswith(PHOTO_TABLE_EXTS):
+        return _read_photo_table(fs, fs.root, source)
+    if not fs.isdir(fs.root):
+        raise ReaderError(f"photos: {root} is neither a folder nor a .csv/.jsonl/.parquet table")
+    items: list[dict] = []
+    models = join(fs.root, "models")
+    for name, url in _images(fs.ls_files(models)).items():
+        items.append(_photo_person(_photo_id(name), url, source, None))
+    for sub in fs.ls_dirs(models):
+        cat = normalize_category(sub)
+        for name, url in _images(fs.ls_files(join(models, sub))).items():
+            if cat is None:
+                items.append({"kind": "person", "id": _photo_id(name), "source_uri": url, "error": {
+                    "stage": "read", "reason": f"models/{sub}/ is not a garment category; use "
+                                               "upper, lower or dresses (or put the photo in models/)"}})
+            else:
+                items.append(_photo_person(_photo_id(name), url, source, [cat]))
+    garments = join(fs.root, "garments")
+    for name, url in _images(fs.ls_files(garments)).items():
+        items.append({"kind": "garment", "id": _photo_id(name), "source_uri": url, "error": {
+            "stage": "read", "reason": "garment photo outside a category folder; put it in "
+                                       "garments/<upper|lower|dresses>/"}})
+    for sub in fs.ls_dirs(garments):
+        for name, url in _images(fs.ls_files(join(garments, sub))).items():
+            items.append(_photo_garment(_photo_id(name), url, source, sub))
+    if not items:
+        for ext in PHOTO_TABLE_EXTS:
+            for table in ("photos", "manifest", "catalogue"):
+                if fs.ls_files(fs.root).get(table + ext):
+                    return _read_photo_table(fs, join(fs.root, table + ext), source)
+        raise ReaderError(f"photos: no models/*.jpg or garments/<category>/*.jpg under {root} "
+                          "(nor a photos.csv table)")
+    return items
+
+
+def _read_photo_table(fs: _FS, url: str, source: str) -> list[dict]:
+    try:
+        rows = _read_table(fs, url)
+    except FileNotFoundError:
+        raise ReaderError(f"photos: table not found: {url}") from None
+    base = posixpath.dirname(url) if fs.proto == "file" else url.rsplit("/", 1)[0]
+    items: list[dict] = []
+    for i, row in enumerate(rows):
+        where = f"{url}#{i + 1}"
+        image = _resolve(base, row.get("image"))
+        role = str(row.get("kind") or row.get("role") or "").strip().lower()
+        if image is None or role not in PERSON_ROLES + GARMENT_ROLES:
+            items.append({"kind": "garment" if role in GARMENT_ROLES else "person",
+                          "id": str(row.get("id") or f"<row {i + 1}>"), "source_uri": where,
+                          "error": {"stage": "read", "reason": "photo row needs image and kind "
+                                                               "(person/model or garment/product)"}})
+            continue
+        rid = str(row.get("id") or "").strip() or _photo_id(posixpath.basename(image))
+        if role in PERSON_ROLES:
+            cats = _categories(row.get("categories"))
+            items.append(_photo_person(rid, image, source, cats, row, base))
+        else:
+            items.append(_photo_garment(rid, image, source, row.get("category"), _resolve(base, row.get("mask"))))
+    return items
+
+
 READERS = {"vitonhd": read_vitonhd, "hrviton": read_vitonhd, "dresscode": read_dresscode,
-           "manifest": read_manifest}
+           "manifest": read_manifest, "photos": read_photos}
 
 
 def parse_input(spec: str) -> tuple[str, str]:

@@ -84,3 +84,31 @@ def test_pc_ratio_tucked_vs_loose():
     assert tucked < loose
     assert rt.pc_ratio(person, k, parts, "lower") is None
     assert rt.pc_ratio(person, np.zeros((25, 3)), parts, "upper") is None
+
+
+def _shot(bg: int, shadow: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    img = np.full((120, 90, 3), bg, np.uint8)
+    truth = np.zeros((120, 90), bool)
+    truth[20:100, 25:65] = True
+    if shadow:   # a soft shadow right of and below the garment, 15 % darker, unsaturated
+        img[28:108, 33:73] = np.uint8(bg * 0.85)
+    img[truth] = (180, 30, 40)
+    return img, truth
+
+
+def test_plain_light_backgrounds_with_soft_shadows():
+    for bg, shadow in ((255, False), (228, False), (235, True), (200, True)):
+        img, truth = _shot(bg, shadow)
+        m = gm.mask_from_plain_background(img)
+        iou = (m & truth).sum() / (m | truth).sum()
+        assert iou > 0.97, (bg, shadow, iou)
+
+
+def test_busy_background_cannot_be_separated_and_says_what_to_do():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    with pytest.raises(gm.GarmentError, match="matting"):
+        gm.mask_from_plain_background(img)
+    dark = np.full((120, 90, 3), 40, np.uint8)          # plain but dark: not a light background
+    with pytest.raises(gm.GarmentError, match="not plain and light"):
+        gm.mask_from_plain_background(dark)

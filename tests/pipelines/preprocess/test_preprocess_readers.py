@@ -74,9 +74,10 @@ def test_manifest_formats(tmp_path, fmt):
 def test_dedupe_and_id_checks():
     items = [{"kind": "garment", "id": "a", "source_uri": "1"}, {"kind": "garment", "id": "a", "source_uri": "2"},
              {"kind": "person", "id": "a", "source_uri": "3"}]
-    keep, errors = dedupe(items)
-    assert [i["source_uri"] for i in keep] == ["1", "3"]
-    assert len(errors) == 1 and "duplicate" in errors[0]["reason"]
+    out = dedupe(items)
+    assert [i["source_uri"] for i in out] == ["1", "2", "3"]
+    assert [bool(i.get("error")) for i in out] == [False, True, False]
+    assert "duplicate garment id 'a' (first from 1)" in out[1]["error"]["reason"]
     assert check_id("00006_00") is None
     for bad in ("../x", "a/b", "", " a", "x\\y", ".."):
         assert check_id(bad), bad
@@ -103,3 +104,52 @@ def test_job_config_file_flags_and_overrides(tmp_path):
         job.config_from_args(parser.parse_args(["--config", str(cfg_file), "--set", "inputs=['bad:/x']"]))
     with pytest.raises(ConfigError):
         job.config_from_args(parser.parse_args(["--output", "/o"]))
+
+
+def _jpeg(path, size=(30, 40)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 200, 200)).save(path)
+
+
+def test_photos_folder_layout(tmp_path):
+    _jpeg(tmp_path / "models" / "anna 01.jpg")
+    _jpeg(tmp_path / "models" / "lower" / "ben.png")
+    _jpeg(tmp_path / "models" / "hats" / "cat.jpg")
+    _jpeg(tmp_path / "garments" / "tops" / "SS26-001.webp")
+    _jpeg(tmp_path / "garments" / "dress" / "SS26-002.jpg")
+    _jpeg(tmp_path / "garments" / "loose.jpg")
+    items = {(i["kind"], i["id"]): i for i in rd.read_photos(str(tmp_path))}
+    from infra.storage import sanitize_id
+
+    anna = items[("person", sanitize_id("anna 01"))]       # storage-safe, collision-proof id
+    assert anna["frame"] and anna["categories"] == ["upper", "lower", "dresses"]
+    assert not anna["categories_declared"] and anna["keypoints"] is None and anna["parsing"] is None
+    ben = items[("person", "ben")]
+    assert ben["categories"] == ["lower"] and ben["categories_declared"]
+    assert "not a garment category" in items[("person", "cat")]["error"]["reason"]
+    assert items[("garment", "SS26-001")]["category"] == "tops"      # normalised to 'upper' at derive
+    assert items[("garment", "SS26-002")]["frame"]
+    assert "outside a category folder" in items[("garment", "loose")]["error"]["reason"]
+    assert rd.parse_input(f"photos:{tmp_path}") == ("photos", str(tmp_path))
+
+
+def test_photos_table_keeps_given_annotations(tmp_path):
+    _jpeg(tmp_path / "img" / "p1.jpg")
+    _jpeg(tmp_path / "img" / "g1.jpg")
+    (tmp_path / "kp.json").write_text("{}")
+    (tmp_path / "photos.csv").write_text(
+        "image,kind,category,categories,id,keypoints\n"
+        "img/p1.jpg,model,,upper;dresses,,kp.json\n"
+        "img/g1.jpg,product,upper,,G-1,\n"
+        ",model,,,,\n")
+    for url in (str(tmp_path / "photos.csv"), str(tmp_path)):
+        items = rd.read_photos(url)
+        p, g, bad = items
+        assert p["id"] == "p1" and p["categories"] == ["upper", "dresses"] and p["categories_declared"]
+        assert p["keypoints"] == str(tmp_path / "kp.json") and p["parsing"] is None
+        assert g["id"] == "G-1" and g["category"] == "upper" and g["image"] == str(tmp_path / "img" / "g1.jpg")
+        assert "needs image and kind" in bad["error"]["reason"]
+    with pytest.raises(rd.ReaderError, match="photos"):
+        rd.read_photos(str(tmp_path / "img"))
