@@ -67,7 +67,7 @@ def end_to_end(shards: Path, out: Path, actors: int, width: float, batch_size: i
 
     cfg = RenderConfig(shards=str(shards), output=str(out), runner="ray", actors=actors, num_cpus=1.0,
                        categories=["upper"], model={"variant": "vitonhd", "width": width},
-                       batch_size=batch_size, unit_size=unit_size, progress=False)
+                       batch_size=batch_size, unit_size=unit_size, progress=False, random_weights=True)
     res = run_job(cfg)
     st = Storage(str(out))
     infos = [st.read_json(k) for k in st.list("scores", ".done")]

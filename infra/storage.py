@@ -77,6 +77,23 @@ class S3Settings:
         return env
 
 
+def normalize_url(url: str) -> str:
+    """A storage URL that means the same from any working directory (every job's URL arguments).
+
+    A relative path becomes absolute, ``~`` is expanded, ``file://PATH`` becomes ``PATH``; remote
+    URLs (``s3://…``, ``memory://…``) pass unchanged. An empty string stays empty, so that a
+    missing value is still detected as missing.
+    """
+    if not url:
+        return url
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        if scheme != "file":
+            return url
+        url = rest
+    return os.path.abspath(os.path.expanduser(url))
+
+
 def protocol(url: str) -> str:
     """``"file"`` for local paths, else the URL scheme (``"s3"``, ``"memory"``, ...)."""
     if "://" not in url:
@@ -138,6 +155,7 @@ class Storage:
     """A job's storage root: read, write atomically, list, mark done — local or remote alike."""
 
     def __init__(self, root: str, s3: S3Settings | None = None, retries: int = 5):
+        root = normalize_url(root)  # relative roots would not match the absolute paths fsspec lists
         self.root = root.rstrip("/") if root not in ("/",) else root
         self.s3 = s3
         self.retries = retries

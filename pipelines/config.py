@@ -5,7 +5,12 @@ flags that map onto the same keys). The resolved config is written next to the j
 a morning reader knows exactly what ran.
 
 A configuration error raises :class:`ConfigError` with a message that says what to fix; the CLI
-turns it into exit code 2.
+turns it (and any other :class:`UserError`) into exit code 2 and one line, without a traceback.
+
+URL fields are typed :data:`StorageURL` (``KIND:URL`` inputs :data:`InputSpec`): relative paths,
+``~`` and ``file://`` become absolute local paths when the config is loaded, so a job means the
+same from any working directory and the resolved config written next to its output says where
+everything really was.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 if TYPE_CHECKING:
     from infra.storage import S3Settings
@@ -24,8 +29,33 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Something the user must fix (a missing input, empty shards, a missing flag): CLI exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
     """The job cannot start because its configuration is wrong (CLI exit code 2)."""
+
+
+def _normalize_url(url: str) -> str:
+    from infra.storage import normalize_url
+
+    return normalize_url(url)
+
+
+def _normalize_input(spec: str) -> str:
+    """``KIND:URL`` with its URL normalised; anything else is left for the input's own validation."""
+    kind, sep, url = spec.partition(":")
+    if not sep or not url or "/" in kind:
+        return spec
+    return f"{kind}:{_normalize_url(url)}"
+
+
+StorageURL = Annotated[str, AfterValidator(_normalize_url)]
+"""A local path (relative, ``~``, ``file://``) or a remote URL (``s3://``); stored absolute."""
+
+InputSpec = Annotated[str, AfterValidator(_normalize_input)]
+"""``KIND:URL`` (e.g. ``vitonhd:../data``): the URL part normalised like :data:`StorageURL`."""
 
 
 class StrictModel(BaseModel):
@@ -54,10 +84,13 @@ class S3Config(StrictModel):
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file into a dict."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from exc
     try:
         if p.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
@@ -67,8 +100,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             raise ConfigError(f"{p}: unknown config format {p.suffix!r}; use .yaml, .toml or .json")
+    except yaml.MarkedYAMLError as exc:
+        where = f"{p}:{exc.problem_mark.line + 1}:{exc.problem_mark.column + 1}" if exc.problem_mark else str(p)
+        raise ConfigError(f"{where}: cannot parse the YAML: {exc.problem or exc.context}") from exc
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot parse: {exc}") from exc
+        raise ConfigError(f"{p}: cannot parse: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping, got {type(data).__name__}")
     return data
@@ -120,12 +156,12 @@ def load_config(model: type[M], path: str | Path | None = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            lines.append(f"  {loc}: {err['msg']}")
+            problems.append(f"{loc}: {err['msg']}")
         src = f" in {path}" if path else ""
-        raise ConfigError(f"invalid configuration{src}:\n" + "\n".join(lines)) from exc
+        raise ConfigError(f"invalid configuration{src}: " + "; ".join(problems)) from exc
 
 
 def resolved(config: BaseModel) -> dict[str, Any]:

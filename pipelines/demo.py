@@ -96,21 +96,29 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.render import RenderConfig, run_job
     from pipelines.synthetic import make_catalogue
 
+    from infra.storage import normalize_url
+    from pipelines.config import ConfigError
+
     t0 = time.time()
-    out = Path(args.output).resolve()
+    out = Path(normalize_url(args.output))
     own = bool(args.warp_checkpoint or args.generator_checkpoint)
     if args.random_weights and own:
-        print("gpvton demo: --random-weights and --warp-checkpoint/--generator-checkpoint exclude each other",
-              file=sys.stderr)
-        return 2
+        raise ConfigError("--random-weights and --warp-checkpoint/--generator-checkpoint exclude each other")
+    if own and not (args.warp_checkpoint and args.generator_checkpoint):
+        missing = "--generator-checkpoint" if args.warp_checkpoint else "--warp-checkpoint"
+        raise ConfigError(f"{missing} is missing: pass both checkpoints, or neither for the shipped demo model")
     demo = None if (args.random_weights or own) else shipped_model()
+    if demo is None and not (args.random_weights or own):
+        raise ConfigError(f"the shipped demo model is missing or unreadable in {DEMO_ASSETS}: reinstall the "
+                          f"package, pass your checkpoints, or --random-weights")
     if demo is not None:
         warp_ck, gen_ck = demo["warp"], demo["generator"]
         trained_res = demo["height"] if demo["height"] in SIZES else 256
         if args.resolution is None:
             args.resolution = trained_res
     else:
-        warp_ck, gen_ck = args.warp_checkpoint, args.generator_checkpoint
+        warp_ck, gen_ck = (normalize_url(args.warp_checkpoint), normalize_url(args.generator_checkpoint)) if own \
+            else (None, None)
         if args.resolution is None:
             args.resolution = 512
     h, w = SIZES[args.resolution]
@@ -137,14 +145,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  NOTE: the demo model was trained at {demo['height']}×{demo['width_px']}; rendering at "
                   f"{h}×{w} will look worse (drop --resolution to use {trained_res}).", file=sys.stderr)
     elif random_init:
-        why = ("--random-weights" if args.random_weights else
-               "no checkpoints given and no shipped demo model found" if not own else "only one checkpoint given")
-        print(f"  NOTE: {why} → RANDOMLY INITIALISED small networks. The try-on images show the "
+        print("  NOTE: --random-weights → RANDOMLY INITIALISED small networks. The try-on images show the "
               "pipeline working, not try-on quality. Pass --warp-checkpoint/--generator-checkpoint for real "
               "results.", file=sys.stderr)
     cfg = RenderConfig(
         shards=str(shards), output=str(job_dir), runner=args.runner, actors=args.actors,
-        checkpoints={"warp": warp_ck, "generator": gen_ck},
+        checkpoints={"warp": warp_ck, "generator": gen_ck}, random_weights=random_init,
         batch_size=2, unit_size=4, output_format={"format": "jpg", "debug": True},
         max_failed_fraction=0.5, progress=not args.no_progress,
         num_cpus=1.0, model={"seed": args.seed, "width": None if not random_init else args.width})
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
           f"  {job_dir}/debug/            warped garments and label maps\n"
           f"  {job_dir}/summary.json      counts, pairs/s, failures\n"
           f"  {job_dir}/job.json          resolved config, model note\n"
+          f"  {job_dir}/logs/             driver and worker logs (gpvton status {job_dir})\n"
           + (f"  {job_dir}/report/index.html  QA report\n" if (job_dir / "report" / "index.html").exists() else ""))
     return result.exit_code
 

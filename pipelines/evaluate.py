@@ -31,6 +31,9 @@ with both key sets. A missing one is a configuration error (exit 2) naming the f
 
 Output (default ``JOB/eval``): ``metrics.json`` (values, counts, protocol, weight hashes, job
 info) and ``config.json`` (the resolved settings).
+
+Exit codes: 0 metrics written; 1 no selected pair could be evaluated (its renders or person photos
+are gone); 2 configuration error (no job at the URL, a missing weight file, no such pairs).
 """
 
 from __future__ import annotations
@@ -40,13 +43,14 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from pipelines.config import ConfigError, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, StorageURL, StrictModel, load_config, resolved
 
 log = logging.getLogger("gpvton.eval")
 
@@ -58,13 +62,13 @@ LABEL_CLASSES = 10
 
 
 class EvalConfig(StrictModel):
-    job: str = Field(..., description="render job URL (local folder or s3://bucket/prefix)")
+    job: StorageURL = Field(..., description="render job URL (local folder or s3://bucket/prefix)")
     reference: Literal["paired", "unpaired"] = "paired"
     metrics: Optional[list[str]] = None
-    inception_weights: Optional[str] = None
-    lpips_weights: Optional[str] = None
+    inception_weights: Optional[StorageURL] = None
+    lpips_weights: Optional[StorageURL] = None
     lpips_net: Literal["alex", "vgg"] = "alex"
-    out: Optional[str] = None
+    out: Optional[StorageURL] = None
     batch_size: int = Field(16, ge=1, le=1024)
     kid_subset_size: int = Field(1000, ge=2)
     kid_subsets: int = Field(100, ge=1)
@@ -134,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
                      + (f"  ({m.get('note')})" if m.get("note") else ""))
     print(f"eval: {result['pairs']['evaluated']} {cfg.reference} pairs of {cfg.job}\n" + "\n".join(lines)
           + f"\n  → {result['out']}/metrics.json")
+    if not result["pairs"]["evaluated"]:
+        print(f"eval: no pair could be evaluated ({result['pairs']['missing_renders']} renders and "
+              f"{result['pairs']['missing_person_photos']} person photos missing)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,20 +1,39 @@
-"""``gpvton train warp|generator``: train the warping module or the try-on generator with Ray Train.
+"""``gpvton train warp|generator|parser``: train the warping module, the try-on generator or a
+human parser with Ray Train.
 
     gpvton train warp --config train.yaml [--shards URL] [--output URL] [--workers N] [--steps N]
                       [--width W] [--resolution HxW] [--resume] [--vgg-weights FILE]
-                      [--no-perceptual] [--set key=value ...]
+                      [--no-perceptual] [--address RAY] [--set key=value ...]
     gpvton train generator --config train.yaml --warp-checkpoint OUT_WARP/warp.safetensors ...
+    gpvton train parser --shards URL --output URL [--labels gp29|lip] [--resolution 256x192] ...
 
-Training pairs are the persons with a ``worn_garment_id`` in the shards (``gpvton preprocess``
-output), joined with that garment. The run writes under ``--output`` (local folder or ``s3://``):
-``config.json`` (the resolved config), ``checkpoints/step-N/`` (weights + optimiser/RNG state),
-``log.csv`` / ``log.jsonl``, ``loss_curve.png`` and the final ``warp.safetensors`` /
-``generator.safetensors``, which ``gpvton render --warp-checkpoint / --generator-checkpoint``
-loads. ``--resume`` continues from the last checkpoint, step for step.
+Every run goes through Ray Train's ``TorchTrainer`` (one worker is fine: ``--workers N`` is data
+parallel, gloo on CPU, NCCL with ``use_gpu``); without ``--address`` a local Ray is started and
+stopped again. Each worker uses ``threads`` torch threads (default: the machine's cores / workers).
+
+Warp and generator train on the persons with a ``worn_garment_id`` in the shards (``gpvton
+preprocess`` output), joined with that garment. The parser trains on every person's photo and its
+29-label parsing (derived from whatever LIP / ATR / GP-VTON label maps the user had), predicting
+those 29 labels (``--labels gp29``) or their LIP-style collapse (``--labels lip``, VITON-HD's
+convention, 10 = neck; fed through the pose-based derivation like a LIP parsing). ATR is not
+offered: it has no glove, socks or coat class, and a glove or sock cannot be put on the person's
+left or right without the pose.
+
+The run writes under ``--output`` (local folder or ``s3://``): ``config.json`` (the resolved
+config), ``checkpoints/step-N/`` (weights + optimiser/RNG state), ``log.csv`` / ``log.jsonl``,
+``loss_curve.png`` and the final ``warp.safetensors`` / ``generator.safetensors`` (what ``gpvton
+render --warp-checkpoint / --generator-checkpoint`` loads) or ``parser.safetensors``,
+``parser.onnx`` and ``parser.json`` (its input contract: ``--set parser.model=RUN/parser.onnx`` in
+``gpvton preprocess`` picks it up). ``--resume`` continues from the last checkpoint, step for step.
 
 The perceptual (VGG-19) terms need the standard ImageNet weights (torchvision's
-``vgg19-dcbb9e9d.pth``, loaded with ``weights_only=True``): the job refuses to start without
-``--vgg-weights`` unless ``--no-perceptual`` (``perceptual: false``) turns those terms off.
+``vgg19-dcbb9e9d.pth``, loaded with ``weights_only=True``): the warp and generator jobs refuse to
+start without ``--vgg-weights`` unless ``--no-perceptual`` (``perceptual: false``) turns them off.
+The ONNX export of the parser needs the ``onnx`` package (torch's exporter serialises through it);
+without it the job refuses to start unless ``--set export_onnx=false``.
+
+User errors (missing or empty shards, a missing checkpoint or weight file, bad flags) stop the job
+before Ray starts: one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -24,35 +43,42 @@ import json
 import logging
 import os
 import re
+import shutil
+import sys
 import tempfile
-from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pipelines.config import ConfigError, S3Config, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, S3Config, StorageURL, StrictModel, load_config, resolved
 
 log = logging.getLogger(__name__)
 
+STAGES = ("warp", "generator", "parser")
+DEFAULT_LR = {"warp": 5e-5, "generator": 5e-4, "parser": 1e-3}
+DEFAULT_BETA1 = {"warp": 0.5, "generator": 0.5, "parser": 0.9}
+
 
 class TrainConfig(StrictModel):
-    stage: Literal["warp", "generator"] = "warp"
-    shards: str = Field(..., description="condition shards URL (gpvton preprocess output)")
-    output: str = Field(..., description="run URL (local folder or s3://bucket/prefix)")
+    stage: Literal["warp", "generator", "parser"] = "warp"
+    shards: StorageURL = Field(..., description="condition shards URL (gpvton preprocess output)")
+    output: StorageURL = Field(..., description="run URL (local folder or s3://bucket/prefix)")
     variant: Literal["vitonhd", "dresscode"] = "vitonhd"
     categories: Optional[list[Literal["upper", "lower", "dresses"]]] = None
+    labels: Literal["gp29", "lip"] = Field("gp29", description="parser: the label scheme it predicts")
     resolution: str = Field("512x384", description="HxW, multiples of 32 (256x192 for small runs)")
     width: float = Field(1.0, gt=0, le=1, description="network width (1.0 = official channel counts)")
     disc_width: Optional[float] = Field(None, gt=0, le=1)
     workers: int = Field(1, ge=1)
+    address: Optional[str] = Field(None, description="Ray cluster to join (default: a local Ray)")
     use_gpu: bool = False
-    threads: Optional[int] = Field(None, ge=1, description="torch threads per worker")
+    threads: Optional[int] = Field(None, ge=1, description="torch threads (and Ray CPUs) per worker")
     batch_size: int = Field(2, ge=1, description="per worker")
     steps: int = Field(1000, ge=1)
-    steps_per_epoch: Optional[int] = Field(None, ge=1, description="default: pairs / global batch")
-    lr: Optional[float] = Field(None, gt=0, description="default 5e-5 warp, 5e-4 generator")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="default: examples / global batch")
+    lr: Optional[float] = Field(None, gt=0, description="default 5e-5 warp, 5e-4 generator, 1e-3 parser")
     lr_d: float = Field(5e-5, gt=0)
-    beta1: float = 0.5
+    beta1: Optional[float] = Field(None, ge=0, lt=1, description="Adam β1; default 0.5 (GAN stages), 0.9 parser")
     niter: int = Field(70, ge=0, description="epochs at constant lr")
     niter_decay: int = Field(50, ge=0, description="epochs of linear decay to 0")
     mask_epoch: int = Field(70, ge=0, description="DGT truncation starts after this epoch")
@@ -60,13 +86,15 @@ class TrainConfig(StrictModel):
     dynamic_mask: bool = True
     gan: bool = True
     perceptual: bool = True
-    vgg_weights: Optional[str] = None
+    vgg_weights: Optional[StorageURL] = None
     vgg_normalize: bool = True
-    warp_checkpoint: Optional[str] = None
+    warp_checkpoint: Optional[StorageURL] = None
+    augment: bool = Field(True, description="parser: random horizontal flips, left/right labels swapped")
+    export_onnx: bool = Field(True, description="parser: write parser.onnx (needs the onnx package)")
     checkpoint_every: int = Field(500, ge=0)
     resume: bool = False
     seed: int = 0
-    max_pairs: Optional[int] = Field(None, ge=1)
+    max_pairs: Optional[int] = Field(None, ge=1, description="use the first N examples (pairs / persons)")
     progress: bool = True
     note: Optional[str] = Field(None, description="free text stored in the checkpoint's provenance")
     s3: S3Config = Field(default_factory=S3Config)
@@ -88,11 +116,19 @@ class TrainConfig(StrictModel):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=("warp", "generator"), help="which network to train")
+    def one_line_error(message: str):
+        """Usage errors as one line (exit 2), like every other user error of the job."""
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = one_line_error  # type: ignore[method-assign]
+    parser.description = "train the warping module, the try-on generator or a human parser (Ray Train)"
+    parser.add_argument("stage", choices=STAGES, help="which network to train")
     parser.add_argument("--config", help="YAML / TOML / JSON config file")
     parser.add_argument("--shards", help="condition shards URL")
     parser.add_argument("--output", help="run URL (local folder or s3://...)")
-    parser.add_argument("--workers", type=int, help="Ray Train workers (DDP)")
+    parser.add_argument("--workers", type=int, help="Ray Train workers (data parallel)")
+    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--steps", type=int, help="total optimisation steps")
     parser.add_argument("--width", type=float, help="network width (1.0 = official)")
     parser.add_argument("--resolution", help="HxW, e.g. 256x192")
@@ -101,31 +137,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg-weights", help="torchvision vgg19-dcbb9e9d.pth (ImageNet)")
     parser.add_argument("--no-perceptual", action="store_true", default=None, help="train without the VGG terms")
     parser.add_argument("--warp-checkpoint", help="generator stage: the trained warp .safetensors")
+    parser.add_argument("--labels", choices=("gp29", "lip"), help="parser: label scheme (default gp29)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     flags = {"stage": args.stage, "shards": args.shards, "output": args.output, "workers": args.workers,
-             "steps": args.steps, "width": args.width, "resolution": args.resolution,
-             "batch_size": getattr(args, "batch_size", None), "resume": args.resume,
-             "vgg_weights": args.vgg_weights, "warp_checkpoint": args.warp_checkpoint,
-             "perceptual": False if args.no_perceptual else None}
+             "address": getattr(args, "address", None), "steps": args.steps, "width": args.width,
+             "resolution": args.resolution, "batch_size": getattr(args, "batch_size", None),
+             "resume": args.resume, "vgg_weights": args.vgg_weights, "warp_checkpoint": args.warp_checkpoint,
+             "labels": getattr(args, "labels", None), "perceptual": False if args.no_perceptual else None}
     from pipelines.config import apply_overrides, read_config_file
 
     data = read_config_file(args.config) if args.config else {}
     data = apply_overrides(data, flags)
+    for key in ("shards", "output"):
+        if not data.get(key):
+            raise ConfigError(f"--{key} is required (or '{key}:' in the config file)")
     return load_config(TrainConfig, None, list(args.set or []), base=data)
 
 
+def _s3(cfg: TrainConfig):
+    from infra.storage import S3Settings
+
+    d = {k: v for k, v in cfg.s3.model_dump().items() if v}
+    return S3Settings(**d) if d else None
+
+
+def _exists(url: str, cfg: TrainConfig) -> bool:
+    from infra.storage import _strip, filesystem
+
+    try:
+        return bool(filesystem(url, _s3(cfg)).isfile(_strip(url)))
+    except (OSError, ValueError):
+        return False
+
+
 def check_config(cfg: TrainConfig) -> None:
-    """Refuse to start on a configuration that cannot train (ConfigError → exit 2)."""
-    if cfg.perceptual:
+    """Refuse to start on a configuration that cannot train (ConfigError → exit 2, one line)."""
+    if cfg.stage != "parser" and cfg.perceptual:
         if not cfg.vgg_weights:
             raise ConfigError(
                 "the perceptual (VGG-19) loss terms need ImageNet VGG-19 weights: pass --vgg-weights "
                 "FILE (torchvision's vgg19-dcbb9e9d.pth) or turn the terms off with --no-perceptual "
                 "(perceptual: false)")
-        if "://" not in cfg.vgg_weights and not Path(cfg.vgg_weights).is_file():
+        if not _exists(cfg.vgg_weights, cfg):
             raise ConfigError(f"VGG-19 weight file not found: {cfg.vgg_weights}")
         from gpvton_core.training.vgg import VGG19Features
 
@@ -137,22 +193,77 @@ def check_config(cfg: TrainConfig) -> None:
         if not cfg.warp_checkpoint:
             raise ConfigError("the generator stage trains on warps of a trained warper: pass --warp-checkpoint "
                               "(the warp run's warp.safetensors)")
-        if "://" not in cfg.warp_checkpoint and not Path(cfg.warp_checkpoint).is_file():
+        if not _exists(cfg.warp_checkpoint, cfg):
             raise ConfigError(f"warp checkpoint not found: {cfg.warp_checkpoint}")
+    if cfg.stage == "parser" and cfg.export_onnx:
+        from workers.train_loop import onnx_available
+
+        if not onnx_available():
+            raise ConfigError("the parser's ONNX export needs the onnx package (pip install onnx), or train "
+                              "with --set export_onnx=false to write parser.safetensors only")
     if cfg.use_gpu:
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not cfg.address:
             raise ConfigError("use_gpu is set but no CUDA device is available")
+    from workers.train_loop import count_examples
+
+    s3 = loop_s3(cfg)
+    try:
+        count_examples(cfg.shards, cfg.stage, cfg.variant, s3, cfg.categories)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc)) from exc
+    if cfg.resume:
+        check_resume(cfg)
+
+
+def check_resume(cfg: TrainConfig) -> None:
+    """``--resume`` needs the run's checkpoint files, of the same stage; nothing there starts afresh."""
+    from infra.storage import Storage
+
+    out = Storage(cfg.output, _s3(cfg))
+    if out.exists("config.json"):
+        prev = out.read_json("config.json").get("stage", "warp")
+        if prev != cfg.stage:
+            raise ConfigError(f"{cfg.output} holds a {prev} run; --resume continues the same stage, not {cfg.stage}")
+    if not out.exists("checkpoints/latest.json"):
+        return
+    d = out.read_json("checkpoints/latest.json").get("dir", "")
+    for name in ("model.safetensors", "state.pt"):
+        if not out.exists(f"{d}/{name}"):
+            raise ConfigError(f"cannot resume: checkpoint file missing: {out.url(d, name)}")
+
+
+def loop_s3(cfg: TrainConfig) -> Optional[dict]:
+    s3 = {k: v for k, v in cfg.s3.model_dump().items() if v}
+    return s3 or None
+
+
+def cpus_per_worker(cfg: TrainConfig) -> int:
+    """Ray CPUs (= torch threads) per worker: ``threads``, else the local cores shared by the workers."""
+    if cfg.threads:
+        return cfg.threads
+    if cfg.address:
+        return 1
+    total = os.cpu_count() or 1
+    try:
+        import ray
+
+        if ray.is_initialized():
+            total = int(ray.cluster_resources().get("CPU", total))
+    except Exception:  # noqa: BLE001
+        pass
+    return max(1, total // cfg.workers)
 
 
 def loop_config(cfg: TrainConfig) -> dict:
     """The plain dict handed to every worker."""
     h, w = cfg.size
     d = resolved(cfg)
-    s3 = {k: v for k, v in d.pop("s3").items() if v}
-    d.update(height=h, width_px=w, model_width=cfg.width,
-             lr=cfg.lr or (5e-5 if cfg.stage == "warp" else 5e-4), s3=s3 or None)
+    d.pop("s3")
+    d.update(height=h, width_px=w, model_width=cfg.width, lr=cfg.lr or DEFAULT_LR[cfg.stage],
+             beta1=DEFAULT_BETA1[cfg.stage] if cfg.beta1 is None else cfg.beta1,
+             threads=cpus_per_worker(cfg), s3=loop_s3(cfg))
     d.pop("width")
     try:
         from importlib.metadata import version
@@ -166,34 +277,46 @@ def loop_config(cfg: TrainConfig) -> dict:
 
 
 def run_training(cfg: TrainConfig) -> dict:
-    """Run the job (Ray Train when ``workers`` > 1 or a Ray cluster is up, else in-process)."""
-    from infra.storage import S3Settings, Storage
-    from workers.train_loop import train_loop_per_worker
-
-    check_config(cfg)
-    lc = loop_config(cfg)
-    s3 = S3Settings(**lc["s3"]) if lc.get("s3") else None
-    out = Storage(cfg.output, s3)
-    out.write_json("config.json", {k: v for k, v in resolved(cfg).items() if k != "s3"})
-    if cfg.workers == 1 and not cfg.use_gpu and os.environ.get("GPVTON_TRAIN_RAY") != "1":
-        return train_loop_per_worker(lc)
+    """Check the configuration, then run the job on Ray Train (a local Ray unless ``address``)."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from infra.storage import Storage
+    from workers.train_loop import train_loop_per_worker
+
+    check_config(cfg)
+    lc = loop_config(cfg)
+    out = Storage(cfg.output, _s3(cfg))
+    out.write_json("config.json", {k: v for k, v in resolved(cfg).items() if k != "s3"})
+    started_here = False
     if not ray.is_initialized():
+        s3 = _s3(cfg)
         env = s3.export_env() if s3 else {}
-        ray.init(num_cpus=max(2, cfg.workers * 2), include_dashboard=False, log_to_driver=True,
-                 runtime_env={"env_vars": env} if env else None)
-    storage_path = tempfile.mkdtemp(prefix="gpvton-train-")
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=lc,
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": 1, "GPU": 1} if cfg.use_gpu else {"CPU": 1}),
-        run_config=RunConfig(name="gpvton-train", storage_path=storage_path),
-    )
-    result = trainer.fit()
+        kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=False,
+                      runtime_env={"env_vars": env} if env else None)
+        if cfg.address:
+            kwargs["address"] = cfg.address
+        else:
+            kwargs.update(num_cpus=max(os.cpu_count() or 1, cfg.workers * lc["threads"]),
+                          object_store_memory=256 * 1024 * 1024)
+        ray.init(**kwargs)
+        started_here = True
+    storage_path = tempfile.mkdtemp(prefix="gpvton-train-")   # Ray Train's own records; ours go to OUT
+    try:
+        resources = {"CPU": lc["threads"], **({"GPU": 1} if cfg.use_gpu else {})}
+        trainer = TorchTrainer(
+            train_loop_per_worker, train_loop_config=lc,
+            torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                         resources_per_worker=resources),
+            run_config=RunConfig(name=f"gpvton-train-{cfg.stage}", storage_path=storage_path),
+        )
+        result = trainer.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+        shutil.rmtree(storage_path, ignore_errors=True)
     if result.error:
         raise result.error
     res = dict(result.metrics or {})
@@ -206,5 +329,6 @@ def run_training(cfg: TrainConfig) -> dict:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     res = run_training(cfg)
-    print(json.dumps({"output": cfg.output, **{k: v for k, v in res.items() if k in ("steps", "pairs", "final_loss")}}))
+    keys = ("steps", "pairs", "persons", "final_loss")
+    print(json.dumps({"output": cfg.output, **{k: v for k, v in res.items() if k in keys}}))
     return 0

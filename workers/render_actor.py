@@ -4,7 +4,7 @@
 (``runner: local``) and inside a Ray actor (``runner: ray``). Per unit it
 
 1. loads only the unit's persons and garments from the shards (rows located through the
-   id → part-file index built at planning time; decoded inputs cached per worker, LRU);
+   part files the planner attached to the unit; decoded inputs cached per worker, LRU);
 2. encodes every garment and every person of the unit once with
    :class:`gpvton_core.inference.TryOnPipeline` (encoded rows cached per worker);
 3. runs the unit's pairs through ``TryOnPipeline.run_pairs`` in batches of ``batch_size`` (warp
@@ -17,7 +17,12 @@
 Every write goes through :class:`infra.storage.Storage` (atomic, retried with exponential
 backoff). A failing pair (unreadable row, non-finite output, exception) becomes an ``error``
 row; a failing batch is retried pair by pair so one bad pair does not take its batch with it;
-the unit always completes.
+the unit always completes. Fault injection for tests lives in :mod:`infra.failpoints` (inert
+unless a test arms it).
+
+In a Ray actor (:class:`RenderActor`) the worker's log records go to
+``JOB/logs/worker-NN-pPID.log`` (rewritten after every unit, so object stores work too), not only
+to Ray's session folder, which goes away with the cluster.
 
 Why Ray core actors and not Ray Data ``map_batches``
 ----------------------------------------------------
@@ -28,8 +33,9 @@ fractional CPU share), each holding the two networks and its feature caches; the
 at most ``in_flight_per_actor`` units queued per actor (backpressure: nothing is read before an
 actor is about to need it, object store stays empty — actors read the shards themselves); an
 actor process that dies is restarted by Ray (``max_restarts``) and its unit re-executed
-(``max_task_retries``); a unit that still fails is reported and left without a marker, so the
-next run picks it up. Ray Data would add a read stage whose blocks must go through the object
+(``max_task_retries``) — the constructor takes only small plain data (settings, worker number)
+inlined in the actor's creation task, so a restart never depends on the object store; a unit
+that still fails is reported and left without a marker, so the next run picks it up. Ray Data would add a read stage whose blocks must go through the object
 store, a repartition step to spread few large blocks, and the 2-core scheduling deadlock noted in
 ENVIRONMENT.md, for no gain on this access pattern.
 """
@@ -40,7 +46,6 @@ import io
 import logging
 import math
 import os
-import threading
 import time
 import traceback
 from collections import OrderedDict, deque
@@ -49,16 +54,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from infra import failpoints
 
-FAULT_CRASH_UNIT = "GPVTON_FAULT_CRASH_UNIT"        # unit id whose first attempt kills the worker
-FAULT_CRASH_MARKER = "GPVTON_FAULT_CRASH_MARKER"    # file written before crashing (crash once)
-FAULT_NAN_PAIRS = "GPVTON_FAULT_NAN_PAIRS"          # "person/garment,..." outputs forced to NaN
-FAULT_STORAGE_FAILS = "GPVTON_FAULT_STORAGE_FAILS"  # first N object-store writes raise
-FAULT_SLOW_UNIT_S = "GPVTON_FAULT_SLOW_UNIT_S"      # extra seconds per unit (kill/resume tests)
-FAULT_RAISE_UNIT = "GPVTON_FAULT_RAISE_UNIT"        # unit id whose processing always raises
-FAULT_ENV = (FAULT_CRASH_UNIT, FAULT_CRASH_MARKER, FAULT_NAN_PAIRS, FAULT_STORAGE_FAILS, FAULT_SLOW_UNIT_S,
-             FAULT_RAISE_UNIT)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,43 +82,16 @@ class WorkerSettings:
     s3: dict[str, Optional[str]] = field(default_factory=dict)
     num_threads: int = 0                 # torch intra-op threads (0: leave torch's default)
     cache_items: int = 256
+    log_level: int = logging.INFO        # of the worker's log file (JOB/logs/), Ray actors only
 
 
 # --- storage and shard access ---------------------------------------------------------------
-
-class _FlakyFS:
-    """Fault injection: the first ``n`` ``pipe_file`` calls (object-store PUTs) raise ConnectionError."""
-
-    failures_left = 0
-    failures_raised = 0
-    _lock = threading.Lock()
-
-    def __init__(self, fs: Any):
-        self._fs = fs
-
-    def pipe_file(self, *a: Any, **k: Any) -> Any:
-        with _FlakyFS._lock:
-            fail = _FlakyFS.failures_left > 0
-            if fail:
-                _FlakyFS.failures_left -= 1
-                _FlakyFS.failures_raised += 1
-        if fail:
-            raise ConnectionError("injected transient object-store failure")
-        return self._fs.pipe_file(*a, **k)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fs, name)
-
 
 def make_storage(root: str, s3: dict[str, Optional[str]]):
     from infra.storage import S3Settings, Storage
 
     st = Storage(root, S3Settings(**s3) if s3 else None)
-    n = int(os.environ.get(FAULT_STORAGE_FAILS, "0") or 0)
-    if n and not isinstance(st.fs, _FlakyFS):
-        if _FlakyFS.failures_raised == 0 and _FlakyFS.failures_left == 0:
-            _FlakyFS.failures_left = n
-        st.fs = _FlakyFS(st.fs)
+    st.fs = failpoints.wrap_filesystem(st.fs)
     return st
 
 
@@ -137,19 +108,19 @@ def decode_png(data: bytes, mode: Optional[str] = None) -> np.ndarray:
 class ShardReader:
     """Reads chosen rows of the persons / garments shards (fsspec; retried)."""
 
-    def __init__(self, shards_root: str, s3: dict[str, Optional[str]], index: dict[str, dict[str, str]]):
+    def __init__(self, shards_root: str, s3: dict[str, Optional[str]]):
         from infra.storage import S3Settings, filesystem
 
         self.root = shards_root.rstrip("/")
         self.fs = filesystem(self.root, S3Settings(**s3) if s3 else None)
-        self.index = index  # {"persons": {id: "persons/part-00000.parquet"}, "garments": {...}}
 
     def _path(self, rel: str) -> str:
         from infra.storage import _strip, join
 
         return _strip(join(self.root, rel))
 
-    def read(self, table: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def read(self, table: str, ids: list[str], files: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Rows of ``ids``; ``files`` maps each id to its part file (``persons/part-00000.parquet``)."""
         import pyarrow.parquet as pq
 
         from infra.storage import with_retries
@@ -157,7 +128,7 @@ class ShardReader:
         key = "person_id" if table == "persons" else "garment_id"
         by_file: dict[str, list[str]] = {}
         for i in ids:
-            f = self.index[table].get(i)
+            f = files.get(i)
             if f is not None:
                 by_file.setdefault(f, []).append(i)
         rows: dict[str, dict[str, Any]] = {}
@@ -229,7 +200,7 @@ def build_models(s: WorkerSettings):
 class UnitProcessor:
     """Process whole units; holds the networks, the shard reader and the per-worker caches."""
 
-    def __init__(self, settings: WorkerSettings | dict, index: dict[str, dict[str, str]]):
+    def __init__(self, settings: WorkerSettings | dict):
         import torch
 
         self.s = settings if isinstance(settings, WorkerSettings) else WorkerSettings(**settings)
@@ -242,7 +213,7 @@ class UnitProcessor:
         # the 1024 path (warp at half resolution) follows from the shard (render) size
         self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
                                   precision=self.s.precision)
-        self.reader = ShardReader(self.s.shards_root, self.s.s3, index)
+        self.reader = ShardReader(self.s.shards_root, self.s.s3)
         self.storage = make_storage(self.s.job_root, self.s.s3)
         from gpvton_core.scores import DEFAULT_THRESHOLDS, Threshold
 
@@ -251,8 +222,7 @@ class UnitProcessor:
             self.thresholds[k] = Threshold(**v)
         self._inputs: OrderedDict[tuple, Any] = OrderedDict()   # (kind, id, category) → inputs | Exception
         self._feats: OrderedDict[tuple, Any] = OrderedDict()    # (kind, id, category) → encoded row
-        nan = os.environ.get(FAULT_NAN_PAIRS, "")
-        self._nan_pairs = {tuple(x.split("/", 1)) for x in nan.split(",") if "/" in x}
+        self._nan_pairs = failpoints.nan_pairs()
         self.units_done = 0
         from concurrent.futures import ThreadPoolExecutor
 
@@ -265,7 +235,7 @@ class UnitProcessor:
         while len(cache) > self.s.cache_items:
             cache.popitem(last=False)
 
-    def _load_inputs(self, kind: str, ids: list[str], category: str) -> dict[str, Any]:
+    def _load_inputs(self, kind: str, ids: list[str], category: str, files: dict[str, str]) -> dict[str, Any]:
         from gpvton_core.inputs import garment_inputs, person_inputs
 
         out: dict[str, Any] = {}
@@ -278,7 +248,7 @@ class UnitProcessor:
             else:
                 missing.append(i)
         if missing:
-            rows = self.reader.read("persons" if kind == "person" else "garments", missing)
+            rows = self.reader.read("persons" if kind == "person" else "garments", missing, files)
             h, w = self.s.shard_size
             for i in missing:
                 r = rows.get(i)
@@ -356,7 +326,7 @@ class UnitProcessor:
         person = pb.inputs  # float32 on the device
         with torch.inference_mode():
             for j, (p, g) in enumerate(pairs):
-                if (p, g) in self._nan_pairs:  # fault injection (tests)
+                if (p, g) in self._nan_pairs:  # failpoint nan_pairs (tests)
                     tryon[j] = float("nan")
             scores = compute_scores(
                 tryon=torch.nan_to_num(tryon), photo=person.image.index_select(0, pi), preserve_gen=out.preserve_gen,
@@ -407,22 +377,6 @@ class UnitProcessor:
         Image.fromarray((label.numpy().astype(np.uint8) * 25)).save(buf, format="PNG")
         return buf.getvalue()
 
-    def _maybe_fault(self, unit_id: int) -> None:
-        crash = os.environ.get(FAULT_CRASH_UNIT)
-        if crash is not None and crash.strip() != "" and int(crash) == unit_id:
-            marker = os.environ.get(FAULT_CRASH_MARKER, "")
-            if marker and not os.path.exists(marker):
-                with open(marker, "w") as fh:
-                    fh.write(f"crashed on unit {unit_id} pid {os.getpid()}\n")
-                log.error("fault injection: worker %d exits on unit %d", os.getpid(), unit_id)
-                os._exit(17)
-        raise_unit = os.environ.get(FAULT_RAISE_UNIT, "").strip()
-        if raise_unit and int(raise_unit) == unit_id:
-            raise RuntimeError(f"injected failure of unit {unit_id}")
-        slow = float(os.environ.get(FAULT_SLOW_UNIT_S, "0") or 0)
-        if slow:
-            time.sleep(slow)
-
     def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
         """Render one unit; returns its summary (counts, seconds). Writes scores + marker last."""
         import pyarrow as pa
@@ -430,16 +384,17 @@ class UnitProcessor:
         import torch
 
         from gpvton_core.scores import judge
-        from pipelines.schema import SCORES
+        from infra.schema import SCORES
 
         t0 = time.time()
         uid = int(unit["unit_id"])
-        self._maybe_fault(uid)
+        failpoints.unit_start(uid)
         category = unit["category"]
         pairs = [(p["person_id"], p["garment_id"]) for p in unit["pairs"]]
         worn = dict(unit.get("worn") or {})
-        persons = self._load_inputs("person", list(unit["person_ids"]), category)
-        garments = self._load_inputs("garment", list(unit["garment_ids"]), category)
+        files = unit.get("files") or {}
+        persons = self._load_inputs("person", list(unit["person_ids"]), category, files.get("persons", {}))
+        garments = self._load_inputs("garment", list(unit["garment_ids"]), category, files.get("garments", {}))
         rows: list[dict[str, Any]] = []
 
         def error_row(p: str, g: str, err: str) -> dict[str, Any]:
@@ -532,7 +487,7 @@ class UnitProcessor:
         counts = {f: sum(1 for r in rows if r["flag"] == f) for f in ("ok", "warn", "fail", "error")}
         summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0,
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
-                   "storage_failures_injected": _FlakyFS.failures_raised}
+                   "storage_failures_injected": failpoints.storage_failures_injected()}
         self.storage.mark_done(key, summary)
         self.units_done += 1
         return summary
@@ -545,6 +500,50 @@ def unit_key(unit_id: int) -> str:
     return f"scores/unit-{unit_id:05d}.parquet"
 
 
+def worker_log_key(worker: int, pid: int) -> str:
+    return f"logs/worker-{worker:02d}-p{pid}.log"
+
+
+class RenderActor(UnitProcessor):
+    """A :class:`UnitProcessor` in a Ray actor, whose log records are kept under ``JOB/logs/``."""
+
+    def __init__(self, settings: dict, worker: int):
+        from infra.joblog import JobLogHandler
+
+        s = WorkerSettings(**settings)
+        self._log = JobLogHandler(make_storage(s.job_root, s.s3), worker_log_key(worker, os.getpid()),
+                                  level=s.log_level)
+        root = logging.getLogger()
+        root.addHandler(self._log)
+        # stderr too: Ray keeps it in its session folder, or streams it to the driver (gpvton -v)
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        console.setLevel(s.log_level)
+        root.addHandler(console)
+        root.setLevel(min(root.level or logging.WARNING, s.log_level))
+        logging.getLogger("gpvton").setLevel(s.log_level)
+        logging.captureWarnings(True)
+        log.info("render worker %d (pid %d) starting: %s, device %s", worker, os.getpid(), s.variant, s.device)
+        try:
+            super().__init__(s)
+        except BaseException:
+            log.exception("render worker %d could not start", worker)
+            raise
+        finally:
+            self._log.flush()
+
+    def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        try:
+            res = super().process_unit(unit)
+            log.info("unit %d: %d pairs %s in %.1fs", res["unit_id"], res["pairs"], res["counts"], res["seconds"])
+            return res
+        except BaseException:
+            log.exception("unit %s failed", unit.get("unit_id"))
+            raise
+        finally:
+            self._log.flush()
+
+
 # --- runners ------------------------------------------------------------------------------------
 
 def _lost(unit: dict, exc: BaseException) -> dict:
@@ -552,10 +551,10 @@ def _lost(unit: dict, exc: BaseException) -> dict:
             "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
 
 
-def run_units_local(settings: WorkerSettings, index: dict, units: list[dict],
+def run_units_local(settings: WorkerSettings, units: list[dict],
                     on_result: Callable[[dict], None], unit_attempts: int = 2) -> None:
     """In-process runner: one processor, units in order; a unit that raises is retried, then reported."""
-    proc = UnitProcessor(settings, index)
+    proc = UnitProcessor(settings)
     for u in units:
         for attempt in range(1, unit_attempts + 1):
             try:
@@ -567,7 +566,7 @@ def run_units_local(settings: WorkerSettings, index: dict, units: list[dict],
         on_result(res)
 
 
-def run_units_ray(settings: WorkerSettings, index: dict, units: list[dict], on_result: Callable[[dict], None],
+def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callable[[dict], None],
                   *, actors: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
                   in_flight_per_actor: int = 2, max_restarts: int = 3, max_task_retries: int = 3,
                   env_vars: Optional[dict[str, str]] = None, unit_attempts: int = 2) -> None:
@@ -577,23 +576,24 @@ def run_units_ray(settings: WorkerSettings, index: dict, units: list[dict], on_r
     (``max_task_retries``); a unit that still fails is reported through ``on_result`` with an
     ``error`` and stays unmarked for the next run. A unit whose code raises (e.g. storage down
     beyond its retries) is resubmitted up to ``unit_attempts`` times; an actor that is dead for
-    good (restarts exhausted) is replaced by a fresh one.
+    good (restarts exhausted) is replaced by a fresh one. Units carry their shard part files
+    (``unit["files"]``); an actor gets only small constructor arguments, so a restarted actor
+    needs nothing from the object store.
     """
     import ray
 
-    env = {k: v for k, v in os.environ.items() if k in FAULT_ENV}
-    env.update(env_vars or {})
+    env = dict(env_vars or {})
     opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
                                 max_task_retries=max_task_retries)
     if env:
         opts["runtime_env"] = {"env_vars": env}
-    Actor = ray.remote(UnitProcessor)
-    index_ref = ray.put(index)
+    Actor = ray.remote(RenderActor)
     n = max(1, min(actors, len(units)))
-    def new_actor():
-        return Actor.options(**opts).remote(asdict(settings), index_ref)
 
-    pool = [new_actor() for _ in range(n)]
+    def new_actor(worker: int):
+        return Actor.options(**opts).remote(asdict(settings), worker)
+
+    pool = [new_actor(a) for a in range(n)]
     pending = deque(units)
     inflight: dict[Any, tuple[int, dict, Any]] = {}
     load = [0] * n
@@ -621,7 +621,7 @@ def run_units_ray(settings: WorkerSettings, index: dict, units: list[dict], on_r
                 except Exception as exc:  # noqa: BLE001 - actor died beyond its retries, or the unit raised
                     if isinstance(exc, RayActorError) and pool[a] is handle:
                         log.error("actor %d is gone (%s); starting a fresh one", a, exc)
-                        pool[a] = new_actor()
+                        pool[a] = new_actor(a)
                     if attempts[int(u["unit_id"])] < unit_attempts:
                         log.warning("unit %s failed (%s); resubmitting", u["unit_id"], exc)
                         pending.append(u)

@@ -1,7 +1,9 @@
-"""Per-worker Ray Train loop for the warping module and the try-on generator (GPVTON.md §9).
+"""Per-worker Ray Train loops: the warping module and the try-on generator (GPVTON.md §9), and
+our human parser (:func:`parser_loop`, stage ``parser``).
 
-``train_loop_per_worker(config)`` runs inside each Ray Train worker (or directly, as a single
-process, when no Ray Train session is active). What it does:
+``train_loop_per_worker(config)`` runs inside each Ray Train worker (``gpvton train`` always goes
+through Ray Train); without a Ray Train session it runs as a single process, which tests and
+benchmarks use. What it does for warp and generator:
 
 * reads the training pairs — persons with a ``worn_garment_id`` joined with their garment — from
   the condition shards (local folder or ``s3://``), at the training resolution;
@@ -25,6 +27,9 @@ process, when no Ray Train session is active). What it does:
 
   ``state.pt`` holds the optimiser states, the torch RNG state and the step; ``resume=True``
   continues from ``latest.json`` and reproduces an uninterrupted run step for step.
+
+The parser stage shares the data slicing, checkpoints, logs and resume (:class:`RunFiles`) and
+writes ``OUT/parser.safetensors``, ``OUT/parser.onnx`` and ``OUT/parser.json``.
 """
 
 from __future__ import annotations
@@ -75,13 +80,13 @@ def _png(data: bytes) -> np.ndarray:
     return np.asarray(im)
 
 
-def _read_table(storage, prefix: str):
+def _read_table(storage, prefix: str, columns: Optional[list[str]] = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
     for key in storage.list(prefix, ".parquet"):
-        t = pq.read_table(io.BytesIO(storage.read_bytes(key)))
+        t = pq.read_table(io.BytesIO(storage.read_bytes(key)), columns=columns)
         if t.num_rows:
             tables.append(t)
     return pa.concat_tables(tables, promote_options="default") if tables else None
@@ -132,6 +137,54 @@ def decode_pair(pair: dict, grows: dict[str, dict], size: tuple[int, int], varia
     garment = {"garment_id": g["garment_id"], "category": g["category"], "image": np.ascontiguousarray(gimg),
                "mask": gmask, "parts": gparts}
     return B.make_sample(person, garment, variant)
+
+
+def list_persons(shards: str, s3: Optional[dict] = None) -> list[dict]:
+    """Every person row (id, image, 29-label parsing), sorted by id: the parser's training data."""
+    from infra.storage import S3Settings, Storage
+
+    st = Storage(shards, S3Settings(**s3) if s3 else None)
+    persons = _read_table(st, "persons", ["person_id", "image_png", "parsing_png"])
+    rows = persons.to_pylist() if persons is not None else []
+    return sorted(rows, key=lambda r: r["person_id"])
+
+
+def count_examples(shards: str, stage: str, variant: str = "vitonhd", s3: Optional[dict] = None,
+                   categories: Optional[list[str]] = None) -> int:
+    """How many training examples the shards give ``stage`` (ids only: cheap on the driver).
+
+    Raises ValueError with what is wrong when there are none."""
+    from infra.storage import S3Settings, Storage
+
+    st = Storage(shards, S3Settings(**s3) if s3 else None)
+    if not st.list("persons", ".parquet"):
+        raise ValueError(f"{shards}: no condition shards there (no persons/*.parquet); "
+                         "build them with gpvton preprocess")
+    persons = _read_table(st, "persons", ["person_id", "worn_garment_id"])
+    if persons is None:
+        raise ValueError(f"{shards}: the shards hold no persons")
+    if stage == "parser":
+        return persons.num_rows
+    garments = _read_table(st, "garments", ["garment_id", "category"])
+    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
+    if variant == "vitonhd":
+        cats &= {"upper"}
+    gcat = dict(zip(garments.column("garment_id").to_pylist(), garments.column("category").to_pylist())) \
+        if garments is not None else {}
+    n = sum(1 for g in persons.column("worn_garment_id").to_pylist() if g and gcat.get(g) in cats)
+    if not n:
+        raise ValueError(f"{shards}: no training pairs (persons with a worn_garment_id whose garment is "
+                         f"{' or '.join(sorted(cats)) or 'of a usable category'}) for the {variant} {stage}")
+    return n
+
+
+def decode_person(row: dict, size: tuple[int, int], labels: str) -> tuple[np.ndarray, np.ndarray]:
+    """A person row → (RGB H×W×3 uint8, labels H×W uint8 in the ``labels`` scheme) at ``size``."""
+    from gpvton_core.parser import collapse_gp29
+    from gpvton_core.training.batch import resize_arrays
+
+    img, (parsing,), _ = resize_arrays(_png(row["image_png"])[..., :3], [_png(row["parsing_png"])], None, size)
+    return np.ascontiguousarray(img), collapse_gp29(parsing, labels)
 
 
 def batch_indices(n: int, step: int, steps_per_epoch: int, global_batch: int, seed: int) -> list[int]:
@@ -201,6 +254,78 @@ def read_meta(data: bytes) -> dict[str, Any]:
     return out
 
 
+# ---- run files -----------------------------------------------------------------------------------
+class RunFiles:
+    """A run's checkpoints and logs under OUT (the layout in the module docstring); rank 0 writes.
+
+    ``rows`` is the loss log, one dict per step; :meth:`resume` trims it to the checkpoint's step.
+    """
+
+    def __init__(self, out, rank: int) -> None:
+        self.out, self.rank = out, rank
+        self.rows: list[dict] = []
+
+    def resume(self, models: dict[str, Any]) -> Optional[dict]:
+        """Load the latest checkpoint into ``models`` (name → module or None); its ``state.pt``
+        (optimisers, ``torch_rng``, ``step``), or None when there is nothing to resume."""
+        import torch
+
+        if not self.out.exists("checkpoints/latest.json"):
+            return None
+        d = self.out.read_json("checkpoints/latest.json")["dir"]
+        for name, m in models.items():
+            key = f"{d}/{name}.safetensors"
+            if m is not None and (name == "model" or self.out.exists(key)):
+                m.load_state_dict(load_safetensors_bytes(self.out.read_bytes(key)))
+        state = torch.load(io.BytesIO(self.out.read_bytes(f"{d}/state.pt")), map_location="cpu", weights_only=False)
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        if self.out.exists("log.jsonl"):
+            rows = [json.loads(l) for l in self.out.read_bytes("log.jsonl").decode().splitlines() if l.strip()]
+            self.rows[:] = [r for r in rows if r["step"] <= start]
+        if self.rank == 0:
+            log.info("resuming from %s (step %d)", d, start)
+        return state
+
+    def save(self, step: int, models: dict[str, tuple[Any, dict]], state: dict) -> None:
+        """``checkpoints/step-N/{name}.safetensors`` per model, ``state.pt`` (+ torch RNG and step),
+        the logs, then ``latest.json`` last: a checkpoint is complete once it is named there."""
+        import torch
+
+        if self.rank != 0:
+            return
+        d = f"checkpoints/step-{step:08d}"
+        for name, (m, meta) in models.items():
+            self.out.write_bytes(f"{d}/{name}.safetensors", safetensors_bytes(m, meta))
+        buf = io.BytesIO()
+        torch.save({**state, "torch_rng": torch.get_rng_state(), "step": step}, buf)
+        self.out.write_bytes(f"{d}/state.pt", buf.getvalue())
+        self.write_logs()
+        self.out.write_json("checkpoints/latest.json", {"step": step, "dir": d})
+
+    def write_logs(self) -> None:
+        if self.rank != 0:
+            return
+        self.out.write_bytes("log.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+        if self.rows:
+            s = io.StringIO()
+            wr = csv.DictWriter(s, fieldnames=list(self.rows[0].keys()), extrasaction="ignore")
+            wr.writeheader()
+            wr.writerows(self.rows)
+            self.out.write_bytes("log.csv", s.getvalue().encode())
+
+    def finish(self, name: str, net, meta: dict, stage: str) -> None:
+        """The final weights (``name``), the logs and ``loss_curve.png``."""
+        if self.rank != 0:
+            return
+        self.out.write_bytes(name, safetensors_bytes(net, meta))
+        self.write_logs()
+        try:
+            self.out.write_bytes("loss_curve.png", plot_curve(self.rows, stage))
+        except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished run
+            log.warning("loss curve not written: %s", exc)
+
+
 # ---- the loop ------------------------------------------------------------------------------------
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     import torch
@@ -212,6 +337,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     from infra.storage import S3Settings, Storage
 
     c = dict(config)
+    if c.get("stage") == "parser":
+        return parser_loop(c)
     rank, world, in_ray = _context()
     if c.get("threads"):
         torch.set_num_threads(int(c["threads"]))
@@ -264,30 +391,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         from gpvton_core.training.vgg import VGG19Features, VGGLoss
 
         vgg = VGGLoss(VGG19Features(normalize=bool(c.get("vgg_normalize", True))).load_weights(c["vgg_weights"]))
-    betas = (float(c.get("beta1", 0.5)), 0.999)
+    betas = (_beta1(c, 0.5), 0.999)
     opt = torch.optim.Adam(net.parameters(), lr=float(c["lr"]), betas=betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=float(c["lr_d"]), betas=betas) if disc is not None else None
 
     # resume -----------------------------------------------------------------------------------------
+    files = RunFiles(out, rank)
     start = 0
-    rows: list[dict] = []
-    if c.get("resume") and out.exists("checkpoints/latest.json"):
-        latest = out.read_json("checkpoints/latest.json")
-        d = latest["dir"]
-        net.load_state_dict(load_safetensors_bytes(out.read_bytes(f"{d}/model.safetensors")))
-        if disc is not None and out.exists(f"{d}/disc.safetensors"):
-            disc.load_state_dict(load_safetensors_bytes(out.read_bytes(f"{d}/disc.safetensors")))
-        state = torch.load(io.BytesIO(out.read_bytes(f"{d}/state.pt")), map_location="cpu", weights_only=False)
-        opt.load_state_dict(state["opt"])
-        if opt_d is not None and state.get("opt_d") is not None:
-            opt_d.load_state_dict(state["opt_d"])
-        torch.set_rng_state(state["torch_rng"])
-        start = int(state["step"])
-        if out.exists("log.jsonl"):
-            rows = [json.loads(l) for l in out.read_bytes("log.jsonl").decode().splitlines() if l.strip()]
-            rows = [r for r in rows if r["step"] <= start]
-        if rank == 0:
-            log.info("resuming from %s (step %d)", d, start)
+    if c.get("resume"):
+        state = files.resume({"model": net, "disc": disc})
+        if state is not None:
+            opt.load_state_dict(state["opt"])
+            if opt_d is not None and state.get("opt_d") is not None:
+                opt_d.load_state_dict(state["opt_d"])
+            start = int(state["step"])
+    rows = files.rows
 
     if in_ray and world > 1:
         import ray.train.torch as rtt
@@ -299,34 +417,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     meta_base = {"stage": stage, "kind": stage, "variant": variant, "width": width, "format": "gpvton-safetensors-1",
                  "resolution": [H, W], "config": {k: v for k, v in c.items() if k not in ("s3",)},
-                 "provenance": c.get("provenance", {})}
+                 "provenance": c.get("provenance", {}), "ray_train": in_ray, "world_size": world}
 
     def save_checkpoint(step: int) -> None:
-        if rank != 0:
-            return
-        d = f"checkpoints/step-{step:08d}"
-        meta = dict(meta_base, step=step)
-        out.write_bytes(f"{d}/model.safetensors", safetensors_bytes(net, meta))
+        models = {"model": (net, dict(meta_base, step=step))}
         if disc is not None:
-            out.write_bytes(f"{d}/disc.safetensors", safetensors_bytes(disc, {"kind": "discriminator"}))
-        buf = io.BytesIO()
-        torch.save({"opt": opt.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                    "torch_rng": torch.get_rng_state(), "step": step}, buf)
-        out.write_bytes(f"{d}/state.pt", buf.getvalue())
-        write_logs()
-        out.write_json("checkpoints/latest.json", {"step": step, "dir": d})
-
-    def write_logs() -> None:
-        if rank != 0:
-            return
-        out.write_bytes("log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
-        if rows:
-            s = io.StringIO()
-            fields = list(rows[0].keys())
-            wr = csv.DictWriter(s, fieldnames=fields, extrasaction="ignore")
-            wr.writeheader()
-            wr.writerows(rows)
-            out.write_bytes("log.csv", s.getvalue().encode())
+            models["disc"] = (disc, {"kind": "discriminator"})
+        files.save(step, models, {"opt": opt.state_dict(),
+                                  "opt_d": opt_d.state_dict() if opt_d is not None else None})
 
     fields = LOG_FIELDS_WARP if stage == "warp" else LOG_FIELDS_GEN
     bar = None
@@ -411,14 +509,175 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         bar.close()
     if start < steps or not out.exists("checkpoints/latest.json"):
         save_checkpoint(steps)
-    if rank == 0:
-        out.write_bytes(f"{stage}.safetensors", safetensors_bytes(net, dict(meta_base, step=steps)))
-        write_logs()
-        try:
-            out.write_bytes("loss_curve.png", plot_curve(rows, stage))
-        except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished run
-            log.warning("loss curve not written: %s", exc)
+    files.finish(f"{stage}.safetensors", net, dict(meta_base, step=steps), stage)
     result = {"steps": steps, "pairs": n, "final_loss": rows[-1]["total"] if rows else None}
+    if in_ray:
+        import ray.train
+
+        ray.train.report(result)
+    return result
+
+
+# ---- the parser --------------------------------------------------------------------------------------
+def _beta1(c: dict, default: float) -> float:
+    return float(c["beta1"]) if c.get("beta1") is not None else default
+
+
+def parser_contract(labels: str, size: tuple[int, int], keep_aspect: bool) -> dict[str, Any]:
+    """``parser.json``: the :class:`~pipelines.preprocess.estimators.parser.ParserConfig` fields
+    under which ``parser.onnx`` runs (input RGB in 0..1, normalised; logits at the input size)."""
+    from gpvton_core.parser import INPUT_MEAN, INPUT_STD, SCHEMES
+
+    return {"classes": labels, "input_size": list(size), "channel_order": "rgb", "mean": list(INPUT_MEAN),
+            "std": list(INPUT_STD), "keep_aspect": keep_aspect, "flip": False, "output": "logits",
+            "output_index": 0, "class_map": list(range(SCHEMES[labels]))}
+
+
+def onnx_available() -> bool:
+    """torch's ONNX exporter (TorchScript-based; the dynamo one needs onnxscript) needs ``onnx``."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
+def export_onnx(net, size: tuple[int, int]) -> bytes:
+    """ONNX bytes of a :class:`~gpvton_core.parser.ParserNet`: input ``input`` N×3×H×W, output
+    ``logits``, batch and spatial axes dynamic (opset 17)."""
+    import copy
+    import warnings
+
+    import torch
+
+    if not onnx_available():
+        raise RuntimeError("exporting the parser to ONNX needs the onnx package: pip install onnx "
+                           "(or train with --set export_onnx=false and keep parser.safetensors)")
+    m = copy.deepcopy(_unwrap(net)).cpu().eval()
+    axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")     # the TorchScript exporter's deprecation and IN train-mode notes
+        torch.onnx.export(m, torch.zeros(1, 3, *size), buf, dynamo=False, input_names=["input"],
+                          output_names=["logits"], dynamic_axes=axes, opset_version=17)
+    return buf.getvalue()
+
+
+def parser_loop(c: dict[str, Any]) -> dict[str, Any]:
+    """Train :class:`gpvton_core.parser.ParserNet` on the shards' persons (cross-entropy on the
+    29-label parsings, or their LIP collapse); writes ``parser.safetensors``, ``parser.onnx`` and
+    ``parser.json`` besides the usual checkpoints and logs. Augmentation: a horizontal flip with the
+    left/right classes swapped, drawn from (seed, step, rank) like the rest, so resuming is exact."""
+    import torch
+    import torch.nn.functional as F
+
+    from gpvton_core.parser import SCHEMES, ParserNet, flip_labels, normalize_rgb
+    from infra.storage import S3Settings, Storage
+
+    rank, world, in_ray = _context()
+    if c.get("threads"):
+        torch.set_num_threads(int(c["threads"]))
+    labels = c.get("labels") or "gp29"
+    H, W = int(c["height"]), int(c["width_px"])
+    bs, steps, seed = int(c["batch_size"]), int(c["steps"]), int(c["seed"])
+    s3 = c.get("s3")
+    out = Storage(c["output"], S3Settings(**s3) if s3 else None)
+    persons = list_persons(c["shards"], s3)
+    if c.get("max_pairs"):
+        persons = persons[: int(c["max_pairs"])]
+    if not persons:
+        raise ValueError(f"{c['shards']}: no persons to train a parser on")
+    n = len(persons)
+    gb = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def sample(i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in cache:
+            cache[i] = decode_person(persons[i], (H, W), labels)
+        return cache[i]
+
+    torch.manual_seed(seed)
+    width, ncls = float(c["model_width"]), SCHEMES[labels]
+    net = ParserNet(ncls, width)
+    opt = torch.optim.Adam(net.parameters(), lr=float(c["lr"]), betas=(_beta1(c, 0.9), 0.999))
+    files = RunFiles(out, rank)
+    start = 0
+    if c.get("resume"):
+        state = files.resume({"model": net})
+        if state is not None:
+            opt.load_state_dict(state["opt"])
+            start = int(state["step"])
+    device = torch.device("cpu")
+    if in_ray:
+        import ray.train.torch as rtt
+
+        device = rtt.get_device()
+        net = rtt.prepare_model(net, move_to_device=True)   # DDP when world > 1
+    net.train()
+    h0, w0 = _png(persons[0]["parsing_png"]).shape[:2]
+    meta = {"stage": "parser", "kind": "parser", "labels": labels, "num_classes": ncls, "width": width,
+            "format": "gpvton-safetensors-1", "resolution": [H, W], "contract": None,
+            "config": {k: v for k, v in c.items() if k != "s3"}, "provenance": c.get("provenance", {}),
+            "ray_train": in_ray, "world_size": world}
+    meta["contract"] = parser_contract(labels, (H, W), keep_aspect=h0 * W == w0 * H)
+
+    def save_checkpoint(step: int) -> None:
+        files.save(step, {"model": (net, dict(meta, step=step))}, {"opt": opt.state_dict()})
+
+    bar = None
+    if rank == 0 and c.get("progress", True):
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc="train parser", file=sys.stderr, mininterval=1.0,
+                   dynamic_ncols=True)
+    ck_every = int(c.get("checkpoint_every") or 0)
+    augment = bool(c.get("augment", True))
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        epoch = 1 + step // spe
+        f = lr_factor(epoch, int(c.get("niter", 10 ** 9)), int(c.get("niter_decay", 0)))
+        for g in opt.param_groups:
+            g["lr"] = float(c["lr"]) * f
+        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        rng = np.random.default_rng([seed, step, rank])
+        imgs, labs = [], []
+        for i in idx:
+            img, lab = sample(i)
+            if augment and rng.random() < 0.5:
+                img, lab = img[:, ::-1], flip_labels(lab, labels)
+            imgs.append(np.ascontiguousarray(img))
+            labs.append(np.ascontiguousarray(lab))
+        x = normalize_rgb(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)).to(device)
+        y = torch.from_numpy(np.stack(labs)).long().to(device)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        vals = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
+        if _distributed():
+            import torch.distributed as dist
+
+            dist.all_reduce(vals)
+            vals /= world
+        v = vals.tolist()
+        files.rows.append({"step": step + 1, "epoch": epoch, "lr": float(c["lr"]) * f, "total": v[0],
+                           "pixel_acc": v[1], "seconds": time.perf_counter() - t0})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{v[0]:.3f}")
+        if ck_every and (step + 1) % ck_every == 0 and step + 1 < steps:
+            save_checkpoint(step + 1)
+    if bar is not None:
+        bar.close()
+    if start < steps or not out.exists("checkpoints/latest.json"):
+        save_checkpoint(steps)
+    files.finish("parser.safetensors", net, dict(meta, step=steps), "parser")
+    if rank == 0:
+        if c.get("export_onnx", True):
+            out.write_bytes("parser.onnx", export_onnx(net, (H, W)))
+        out.write_json("parser.json", meta["contract"])
+    rows = files.rows
+    result = {"steps": steps, "persons": n, "final_loss": rows[-1]["total"] if rows else None}
     if in_ray:
         import ray.train
 

@@ -2,6 +2,7 @@
 
 Modules:
   pose       BODY_25 keypoints (OpenPose JSON, Dress Code COCO-18), scaling, 25-channel pose map
+  pose_mapping  BlazePose-33 / COCO-17 → BODY_25 (table + fitted calibration), PCK@α·H scoring
   densepose  part-index one-hot, colour-rendering inversion
   parsing    29-label GP-VTON parsing from LIP-/ATR-style parsings + pose; IoU scoring
   garment    garment mask from a white background, garment part parsing (left/middle/right)
@@ -12,4 +13,4 @@ Modules:
 Every image-like array is H×W (×C) NumPy; label maps are uint8.
 """
 
-DERIVATION_VERSION = "1.0.0"
+DERIVATION_VERSION = "1.1.0"

@@ -8,6 +8,12 @@ palm, part classes 1/2/3, arms/neck 4/5/6) with that category's person-side part
 than failing. ``stage`` is ``"warp"`` or ``"gen"``.
 
 Parsing maps are the 29-label GP-VTON parsing (uint8 H×W); keypoints are BODY_25 (25, 3).
+
+Fractional label channels (garment part label / 3 or / 6, arms/neck label / 3, type map / 3) are
+computed as the official loaders compute them, in float32 (:func:`label_fraction`); a float64
+verification run widens those float32 values instead of taking exact fractions. The difference
+is ~2e-8 at the input but grows to ~2e-5 in the warp's parsing logits, enough to break an exact
+float64 comparison with the official pipeline.
 """
 
 from __future__ import annotations
@@ -150,9 +156,19 @@ def garment_label_divisor(dataset: Dataset) -> int:
     return 3 if dataset == "vitonhd" else 6
 
 
+def label_fraction(labels: np.ndarray, divisor: float, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """``labels / divisor`` as the official loaders compute it: in float32, then widened to ``dtype``.
+
+    The official data code reads label maps as float32 tensors and divides them there, so the
+    network sees float32(1/3) = 0.3333333433…, not 1/3; a float64 run must widen that value to
+    reproduce the official pipeline (module docstring).
+    """
+    return (np.asarray(labels, np.float32) / np.float32(divisor)).astype(dtype)
+
+
 def garment_type_value(category: Category) -> float:
-    """Dress Code type map constant: 1/3 upper, 2/3 lower, 1 dresses."""
-    return {"upper": 1 / 3, "lower": 2 / 3, "dresses": 1.0}[category]
+    """Dress Code type map constant: 1/3 upper, 2/3 lower, 1 dresses (float32 values, as official)."""
+    return float(label_fraction(np.float32({"upper": 1, "lower": 2, "dresses": 3}[category]), 3))
 
 
 def garment_part_masks(parts: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -172,9 +188,11 @@ def garment_label_map(parts: np.ndarray, dataset: Dataset, category: Category) -
     return out
 
 
-def garment_label_input(parts: np.ndarray, dataset: Dataset, category: Category) -> np.ndarray:
-    """The garment part label channel as the network sees it: label / divisor (float32)."""
-    return garment_label_map(parts, dataset, category).astype(np.float32) / garment_label_divisor(dataset)
+def garment_label_input(parts: np.ndarray, dataset: Dataset, category: Category,
+                        dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """The garment part label channel as the network sees it: label / divisor in float32
+    (official ``flat_clothes_label``), widened to ``dtype`` for float64 runs."""
+    return label_fraction(garment_label_map(parts, dataset, category), garment_label_divisor(dataset), dtype)
 
 
 # --- person-side targets (§8.7) ---------------------------------------------------------------
@@ -208,12 +226,17 @@ def seg_target(parsing: np.ndarray, dataset: Dataset, category: Category) -> np.
     return out
 
 
-def arms_neck_label(parsing: np.ndarray, dataset: Dataset) -> np.ndarray:
-    """Generator channel 7 from a parsing: left arm / right arm / neck → 1/3, 2/3, 1 (float32)."""
+def arms_neck_label(parsing: np.ndarray, dataset: Dataset, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Generator channel 7 from a parsing: left arm / right arm / neck → 1, 2, 3, then / 3 in
+    float32 as the official code does (values 0, float32(1/3), float32(2/3), 1), widened to ``dtype``.
+
+    Both variants use the same values (Dress Code's classes 7/8/9 also map to 1/2/3).
+    """
+    _check(dataset, "upper")
     p = np.asarray(parsing)
-    out = np.zeros(p.shape, np.float32)
-    out[p == LEFT_ARM], out[p == RIGHT_ARM], out[p == NECK] = 1 / 3, 2 / 3, 1.0
-    return out
+    idx = np.zeros(p.shape, np.uint8)
+    idx[p == LEFT_ARM], idx[p == RIGHT_ARM], idx[p == NECK] = 1, 2, 3
+    return label_fraction(idx, 3, dtype)
 
 
 def person_garment_image(image: np.ndarray, parsing: np.ndarray, category: Category) -> np.ndarray:

@@ -194,8 +194,11 @@ IMAGE_ALIGNED = ("parsing", "lip_parsing", "atr_parsing", "densepose", "densepos
 REQUIRED_JOINTS: dict[str, tuple[int, ...]] = {
     "upper": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP),
     "lower": (po.R_HIP, po.L_HIP, po.R_KNEE, po.L_KNEE),
-    "dresses": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP),
-}
+    "dresses": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP, po.R_KNEE, po.L_KNEE),
+}   # a dress reaches past the thighs: its length needs the knees in the frame
+
+
+ESTIMATED_JOINT_MIN_CONF = 0.5
 
 
 def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
@@ -268,7 +271,10 @@ def _near_box(shape: tuple[int, int], box, grow: float) -> np.ndarray:
 
 def _usable_categories(ctx: Ctx, kps: np.ndarray, cats: list[str]) -> list[str]:
     """The categories whose joints are in the frame; an error when a declared one (or every one) is not."""
-    missing = {c: [po.BODY_25[j] for j in REQUIRED_JOINTS[c] if kps[j, 2] <= 0] for c in cats}
+    # An estimator also guesses joints it cannot see (a knee just below the frame): for the
+    # category decision an estimated joint counts only when the estimator is fairly sure of it.
+    floor = ESTIMATED_JOINT_MIN_CONF if str(ctx.provenance.get("keypoints", "")).startswith("estimated") else 0.0
+    missing = {c: [po.BODY_25[j] for j in REQUIRED_JOINTS[c] if kps[j, 2] <= floor] for c in cats}
     ok = [c for c in cats if not missing[c]]
     declared = ctx.item.get("categories_declared", True)
     bad = {c: m for c, m in missing.items() if m}

@@ -39,15 +39,15 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from infra.storage import Storage
-from pipelines.config import ConfigError, S3Config, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, InputSpec, S3Config, StorageURL, StrictModel, load_config, resolved
 from pipelines.preprocess.estimators.bundle import EstimatorsConfig
 
 log = logging.getLogger(__name__)
 
 
 class PreprocessConfig(StrictModel, EstimatorsConfig):
-    inputs: list[str] = Field(default_factory=list, description="KIND:URL, KIND in vitonhd/hrviton/dresscode/manifest")
-    output: str = ""
+    inputs: list[InputSpec] = Field(default_factory=list, description="KIND:URL, KIND in vitonhd/hrviton/dresscode/manifest")
+    output: StorageURL = ""
     resolution: Literal[128, 256, 512, 1024] = 512
     runner: str = "FnApiRunner"
     pipeline_args: list[str] = Field(default_factory=list)
@@ -121,7 +121,6 @@ def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
     from pipelines.preprocess.readers import ReaderError, parse_input, read_inputs
 
     cfg = config_from_args(args)
@@ -134,17 +133,39 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"input not found: {exc}") from None
     log.info("preprocess: %d items from %d inputs → %s (%d, runner %s)", len(items), len(cfg.inputs),
              cfg.output, cfg.resolution, cfg.runner)
-    result = run_pipeline(PipelineSpec(items=items, output=cfg.output, resolution=cfg.resolution,
+    from infra.joblog import JobLogHandler
+
+    # Our progress and every worker's warnings (one line per bad item) stay with the shards.
+    handler = JobLogHandler(Storage(cfg.output, s3), "logs/preprocess.log", append=True)
+    logging.getLogger().addHandler(handler)
+    try:
+        result = _run(cfg, items, s3)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return _report(cfg, result, s3)
+
+
+def _run(cfg: PreprocessConfig, items: list[dict], s3) -> dict:
+    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
+
+    return run_pipeline(PipelineSpec(items=items, output=cfg.output, resolution=cfg.resolution,
                                        runner=cfg.runner, pipeline_args=list(cfg.pipeline_args),
                                        s3=s3, num_shards=cfg.num_shards, max_pixels=cfg.max_pixels,
                                        estimators=cfg.estimators(), force=cfg.force))
+
+
+def _report(cfg: PreprocessConfig, result: dict, s3) -> int:
     written = resolved(cfg)
     if written["s3"].get("secret_access_key"):
         written["s3"]["secret_access_key"] = "***"     # never write credentials next to the data
     Storage(cfg.output, s3).write_json("preprocess_config.json", written)
     c = result["counts"]
+    g = result["groups"]
+    resumed = f", {g['resumed']} of {g['total']} groups already done" if g["resumed"] else ""
     print(f"preprocess: {c['persons']} persons, {c['garments']} garments, {c['errors']} errors "
-          f"from {result['inputs']} inputs in {result['seconds']:.1f}s → {cfg.output}")
+          f"from {result['inputs']} inputs in {result['seconds']:.1f}s{resumed} → {cfg.output} "
+          f"(log: logs/preprocess.log)")
     ms = result.get("metrics", {}).get("item_ms")
     if isinstance(ms, dict):
         print(f"preprocess: per item {ms['mean']:.0f} ms mean, {ms['max']} ms max (derivation only)")

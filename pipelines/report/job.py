@@ -8,7 +8,7 @@ Reads ``JOB/job.json``, ``JOB/summary.json``, the completed ``JOB/scores/unit-*.
 person and garment pictures), and writes under ``--out`` (default ``JOB/report``)::
 
     index.html            summary, histograms, filters, gallery (first page inline), error list
-    summary.json          success, counts, fail fraction vs limit, thresholds, per-score statistics
+    summary.json          success, counts, failed / unrendered fractions vs limit, thresholds, statistics
     pairs.csv             every pair: ids, category, flag, reason, error, scores, output key
     config.json           the resolved report config
     hist/SCORE.png        histogram of each score with its warn / fail thresholds
@@ -19,10 +19,11 @@ Every link is relative, so the folder works opened from disk (``file://``) or se
 object store. Pages are small scripts (``gpvtonPage(...)``) rather than JSON so that they also
 load from ``file://``; the page holds only the first gallery page, never all rows.
 
-Fail fraction = (pairs flagged ``fail`` or ``error`` + planned pairs without a score row) /
-planned pairs. The limit is ``--fail-limit``, else the job's ``config.max_failed_fraction``, else
-0.05. Exit code 1 when the fraction exceeds the limit (the report is written either way), 2 on a
-configuration error (e.g. no job at the URL).
+The report is the QA gate. Its counts are :class:`pipelines.outcome.Outcome`'s, the same as
+render's ``summary.json``: failed = fail + error + missing (planned pairs without a score row);
+``failed_fraction`` = failed / planned. The limit is ``--fail-limit``, else the job's
+``config.max_failed_fraction``, else 0.05. Exit code 1 when the fraction exceeds the limit (the
+report is written either way), 2 on a configuration error (e.g. no job at the URL).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from typing import Any, Iterable, Optional
 
 from pydantic import Field
 
-from pipelines.config import ConfigError, StrictModel, load_config, resolved
+from pipelines.config import ConfigError, StorageURL, StrictModel, load_config, resolved
+from pipelines.outcome import Outcome
 
 log = logging.getLogger("gpvton.report")
 
@@ -52,8 +54,8 @@ THUMBS_VERSION = 1
 
 
 class ReportConfig(StrictModel):
-    job: str = Field(..., description="render job URL (local folder or s3://bucket/prefix)")
-    out: Optional[str] = Field(None, description="report folder; default JOB/report")
+    job: StorageURL = Field(..., description="render job URL (local folder or s3://bucket/prefix)")
+    out: Optional[StorageURL] = Field(None, description="report folder; default JOB/report")
     page_size: int = Field(100, ge=1, le=5000)
     fail_limit: Optional[float] = Field(None, ge=0, le=1)
     thumb_height: int = Field(160, ge=16, le=1024)
@@ -84,13 +86,12 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "set", None):
         cfg = load_config(ReportConfig, None, list(args.set), base=resolved(cfg))
     summary = build_report(cfg)
-    c = summary["counts"]
-    print(f"report: {summary['pairs_planned']} pairs planned, {summary['pairs_scored']} scored "
-          f"(ok {c['ok']}, warn {c['warn']}, fail {c['fail']}, error {c['error']}, missing "
-          f"{summary['pairs_missing']}); fail fraction {summary['fail_fraction']:.4f} "
-          f"(limit {summary['fail_limit']}) → {'OK' if summary['success'] else 'FAILED'}\n"
-          f"  {summary['report_url']}/index.html")
-    return 0 if summary["success"] else 1
+    outcome = Outcome(planned=summary["pairs"], counts=summary["counts"])
+    code = 0 if summary["success"] else 1
+    print(f"report: {summary['report_url']}/index.html")
+    print(f"report: {outcome.counts_line()}; failed {summary['failed_fraction']:.4f} "
+          f"(limit {summary['fail_limit']}) → {'PASSED' if summary['success'] else 'FAILED'}, exit {code}")
+    return code
 
 
 # --- reading the job ------------------------------------------------------------------------------
@@ -443,20 +444,15 @@ def build_report(cfg: ReportConfig) -> dict[str, Any]:
     in_job = out_url.rstrip("/") == join(cfg.job, "report")
     thresholds = job_thresholds(meta)
     ordered = order_rows(rows, thresholds)
-    counts = {f: 0 for f in FLAG_ORDER}
-    for r in ordered:
-        counts[r["flag"]] = counts.get(r["flag"], 0) + 1
-    planned = planned_pairs(job, meta, job_summary, len(ordered))
-    missing = max(0, planned - len(ordered))
-    failed = counts.get("fail", 0) + counts.get("error", 0) + missing
-    fail_fraction = failed / planned if planned else 0.0
+    outcome = Outcome.from_flags([r["flag"] for r in ordered],
+                                 planned_pairs(job, meta, job_summary, len(ordered)))
     limit = cfg.fail_limit
     limit_source = "--fail-limit"
     if limit is None:
         job_limit = (meta.get("config") or {}).get("max_failed_fraction")
         limit, limit_source = ((float(job_limit), "job config max_failed_fraction")
                                if _finite(job_limit) else (DEFAULT_FAIL_LIMIT, "default"))
-    success = fail_fraction <= limit
+    success = outcome.failed_fraction <= limit
 
     thumbs = make_thumbnails(job, out, ordered, meta, cfg)
     ranked = []
@@ -475,17 +471,15 @@ def build_report(cfg: ReportConfig) -> dict[str, Any]:
         c["total"] += 1
     stats = score_stats(ordered)
     summary = {
-        "success": success,
-        "fail_fraction": fail_fraction, "fail_limit": limit, "fail_limit_source": limit_source,
-        "fail_definition": "(fail + error + missing) / planned",
-        "pairs_planned": planned, "pairs_scored": len(ordered), "pairs_missing": missing,
-        "counts": counts, "categories": categories,
+        "success": success, **outcome.as_dict(),
+        "fail_limit": limit, "fail_limit_source": limit_source,
+        "categories": categories,
         "job": {k: meta.get(k) for k in ("job_id", "fingerprint", "config_hash", "package_version",
                                           "model_note", "random_weights", "variant", "resolution",
                                           "created", "checkpoints")},
         "job_url": cfg.job, "report_url": out_url,
-        "render": {k: job_summary.get(k) for k in ("pairs_per_second", "elapsed_seconds", "elapsed_s",
-                                                   "render_seconds", "failed_fraction", "units_lost")
+        "render": {k: job_summary.get(k) for k in ("pairs_per_second", "elapsed_seconds", "render_seconds",
+                                                   "units_lost", "exit_code")
                    if k in job_summary},
         "thresholds": thresholds, "scores": stats,
         "score_files": info, "thumbnails": {"made": thumbs["made"], "problems": thumbs["problems"][:20]},

@@ -74,3 +74,27 @@ def test_sanitize_id_never_escapes(raw):
 def test_sanitize_id_keeps_clean_ids_and_separates_collisions():
     assert sanitize_id("00013_00") == "00013_00"
     assert sanitize_id("a/b") != sanitize_id("a_b")
+
+
+@pytest.mark.parametrize("given,expected", [
+    ("rel/shards", "{cwd}/rel/shards"), ("../up", "{parent}/up"), ("~/jobs/j1", "{home}/jobs/j1"),
+    ("file://rel", "{cwd}/rel"), ("file:///abs/x", "/abs/x"), ("/abs/y/", "/abs/y"),
+    ("s3://bucket/prefix", "s3://bucket/prefix"), ("memory://m", "memory://m"), ("", ""),
+])
+def test_normalize_url(given, expected, tmp_path, monkeypatch):
+    from infra.storage import normalize_url
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert normalize_url(given) == expected.format(cwd=tmp_path, parent=tmp_path.parent, home=tmp_path / "home")
+
+
+def test_relative_root_lists_keys_from_another_cwd(tmp_path, monkeypatch):
+    """A relative root once made list() glue absolute paths onto it (``rel/tmp/.../rel/persons/...``)."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    st = Storage("../data/shards")
+    st.write_bytes("persons/part-00000.parquet", b"x")
+    assert st.root == str(tmp_path / "data" / "shards")
+    assert st.list("persons", ".parquet") == ["persons/part-00000.parquet"]
+    assert st.read_bytes(st.list("persons")[0]) == b"x"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from infra.storage import Storage, sanitize_id
-from pipelines.schema import GARMENTS, PERSONS, SCORES, UNITS
+from infra.schema import GARMENTS, PERSONS, SCORES, UNITS
 
 H, W = 64, 48
 THRESHOLDS = {"warp_miou": {"warn": 0.5, "fail": 0.25}, "preserve_ssim": {"warn": 0.8, "fail": 0.6},

@@ -51,3 +51,35 @@ def test_hash_is_stable():
     b = load_config(Job, None, ["output=o"])
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(load_config(Job, None, ["output=p"]))
+
+
+def test_storage_urls_are_absolute_once_loaded(tmp_path, monkeypatch):
+    from typing import Optional
+
+    from pipelines.config import InputSpec, StorageURL, StrictModel, load_config
+
+    class Job(StrictModel):
+        output: StorageURL
+        weights: Optional[StorageURL] = None
+        inputs: list[InputSpec] = []
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    cfg = load_config(Job, None, ["output=rel/job", "weights=~/w.pth",
+                                  "inputs=[vitonhd:../data, 'manifest:s3://b/cat', 'dresscode:file://dc']"])
+    assert cfg.output == str(tmp_path / "rel" / "job") and cfg.weights == str(tmp_path / "h" / "w.pth")
+    assert cfg.inputs == [f"vitonhd:{tmp_path.parent / 'data'}", "manifest:s3://b/cat", f"dresscode:{tmp_path / 'dc'}"]
+    assert load_config(Job, None, ["output=s3://bucket/jobs/1"]).output == "s3://bucket/jobs/1"
+
+
+def test_unreadable_config_files_are_config_errors(tmp_path):
+    from pipelines.config import ConfigError, read_config_file
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2:1: cannot parse the YAML"):
+        read_config_file(bad)
+    binary = tmp_path / "b.toml"
+    binary.write_bytes(b"\xff\xfe\x81")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        read_config_file(binary)

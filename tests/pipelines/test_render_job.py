@@ -1,4 +1,5 @@
-"""Render jobs in process (runner: local): outputs exactly once, resume after a kill, failing pairs, exit codes."""
+"""Render jobs in process (runner: local): outputs exactly once, resume after a kill, failing pairs, exit codes,
+random weights only on request, one failure definition shared with the report."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from infra import failpoints
 from infra.storage import sanitize_id
 from pipelines.config import ConfigError
 from pipelines.render import RenderConfig, run_job
@@ -21,7 +23,8 @@ from pipelines.render import RenderConfig, run_job
 REPO = Path(__file__).resolve().parents[2]
 # small and fast: VITON-HD variant, upper garments only, 3 persons × 2 garments at 128×96
 BASE = dict(runner="local", categories=["upper"], model={"variant": "vitonhd", "width": 0.0625},
-            garments={"include": ["g0002", "g0007"]}, unit_size=2, batch_size=2, progress=False)
+            garments={"include": ["g0002", "g0007"]}, unit_size=2, batch_size=2, progress=False,
+            random_weights=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +100,11 @@ def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
     (bad / "persons").mkdir()
     pq.write_table(pa.Table.from_pylist(persons, schema=pq.read_schema(shards / "persons" / "part-00000.parquet")),
                    bad / "persons" / "part-00000.parquet")
-    monkeypatch.setenv("GPVTON_FAULT_NAN_PAIRS", f"{persons[0]['person_id']}/g0007")
+    monkeypatch.setenv(failpoints.env("nan_pairs"), f"{persons[0]['person_id']}/g0007")
     job = tmp_path / "job"
-    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_failed_fraction=0.05, **BASE))
-    assert res.exit_code == 1                                        # 3 of 6 pairs failed > 5 %
+    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_unrendered_fraction=0.05, **BASE))
+    assert res.exit_code == 1                                        # 3 of 6 pairs unrendered > 5 %
+    assert res.summary["unrendered"] == 3 and res.summary["unrendered_fraction"] == pytest.approx(0.5)
     scores = check_job(job, expected_pairs(shards))
     errors = {(r["person_id"], r["garment_id"]): r["error"] for r in scores.to_pylist() if r["flag"] == "error"}
     assert errors[(persons[0]["person_id"], "g0007")] == "non-finite values in the try-on output"
@@ -109,7 +113,7 @@ def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
     assert len(errors) == 3
     assert json.loads((job / "summary.json").read_text())["counts"]["error"] == 3
     # the same job with a tolerant limit exits 0 (nothing re-rendered: all units are done)
-    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_failed_fraction=0.6, **BASE))
+    res = run_job(RenderConfig(shards=str(bad), output=str(job), max_unrendered_fraction=0.6, **BASE))
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 0
 
 
@@ -118,8 +122,8 @@ def test_resume_after_kill(shards, tmp_path):
     cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
            "--runner", "local", "--unit-size", "1", "--batch-size", "1", "--no-progress",
            "--set", "categories=[upper]", "--set", "model.variant=vitonhd", "--set", "model.width=0.0625",
-           "--set", "garments.include=[g0002, g0007]"]
-    env = dict(os.environ, GPVTON_FAULT_SLOW_UNIT_S="0.5", PYTHONPATH=str(REPO))
+           "--set", "garments.include=[g0002, g0007]", "--random-weights"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{failpoints.env("slow_unit_s"): "0.5"})
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((job / "scores").glob("*.done"))) < 2:
@@ -140,18 +144,68 @@ def test_resume_after_kill(shards, tmp_path):
         assert (p.stat().st_mtime_ns, p.read_text()) == (mtime, text)
 
 
-def test_cli_exit_codes(shards, tmp_path):
+def test_cli_exit_codes(shards, tmp_path, capsys):
     from pipelines.cli import main
 
-    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress",
+    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress", "--random-weights",
             "--set", "categories=[upper]", "--set", "model.variant=vitonhd", "--set", "model.width=0.0625",
             "--set", "garments.include=[g0002]", "--set", "persons.include=[p0000]", "--format", "png"]
     assert main(args + ["--output", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "renders" / "upper" / "p0000" / "g0002.png").exists()
-    # every pair 'fails' its quality thresholds and fail_flags counts 'fail' → exit 1
-    assert main(args + ["--output", str(tmp_path / "strict"), "--set", "fail_flags=[error, fail]",
-                        "--set", "thresholds.warp_miou={warn: 1.01, fail: 1.01}"]) == 1
     assert main(args + ["--output", str(tmp_path / "bad"), "--set", "thresholds.warp_miou={warn: 0.1, fail: 0.5}"]) == 2
+    assert main(args + ["--output", str(tmp_path / "old"), "--set", "fail_flags=[error, fail]"]) == 2
+    assert "fail_flags was removed" in capsys.readouterr().err
+
+
+def test_one_failure_definition_for_render_report_and_status(shards, tmp_path, capsys):
+    """Every pair fails QA: render worked (exit 0) and says where to look; the report, the QA gate,
+    exits 1; render's summary, the report and status agree on every count and fraction."""
+    from pipelines.cli import main
+
+    job = tmp_path / "strict"
+    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress", "--random-weights",
+            "--output", str(job), "--set", "categories=[upper]", "--set", "model.variant=vitonhd",
+            "--set", "model.width=0.0625", "--set", "garments.include=[g0002, g0007]",
+            "--set", "thresholds.warp_miou={warn: 1.01, fail: 1.01}"]
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    n = len(expected_pairs(shards))
+    assert f"ok 0, warn 0, fail {n}, error 0, missing 0 of {n} pairs" in out[-1]
+    assert "exit 0" in out[-1] and f"gpvton report --job {job}" in out[-1]
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["failed"] == n and summary["failed_fraction"] == 1.0 and summary["unrendered"] == 0
+    assert main(["report", "--job", str(job)]) == 1
+    report = json.loads((job / "report" / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["status", str(job), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    keys = ("pairs", "scored", "missing", "counts", "unrendered", "unrendered_fraction", "failed", "failed_fraction",
+            "definitions")
+    assert {k: report[k] for k in keys} == {k: summary[k] for k in keys} == {k: status[k] for k in keys}
+
+
+def test_random_weights_are_opt_in(shards, tmp_path, capsys):
+    """No checkpoints and no --random-weights: exit 2 naming the missing flags, nothing written."""
+    import torch
+
+    from gpvton_core.checkpoints import save_safetensors
+    from gpvton_core.warp import LFGPWarp
+    from pipelines.cli import main
+
+    args = ["render", "--shards", str(shards), "--runner", "local", "--no-progress"]
+    assert main(args + ["--output", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "--warp-checkpoint and --generator-checkpoint" in err and "--random-weights" in err
+    assert "Traceback" not in err and not (tmp_path / "none").exists()
+    torch.manual_seed(0)
+    warp = tmp_path / "warp.safetensors"
+    save_safetensors(LFGPWarp("vitonhd", 0.0625), warp)
+    assert main(args + ["--output", str(tmp_path / "one"), "--warp-checkpoint", str(warp)]) == 2
+    err = capsys.readouterr().err
+    assert "error: no --generator-checkpoint given (checkpoints.generator in the config)" in err
+    assert main(args + ["--output", str(tmp_path / "both"), "--warp-checkpoint", str(warp), "--random-weights"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_checkpoints_hashes_and_wrong_kind(shards, tmp_path):
@@ -186,13 +240,13 @@ def test_checkpoints_hashes_and_wrong_kind(shards, tmp_path):
 def test_lost_unit_fails_the_job_and_the_rerun_completes_it(shards, tmp_path, monkeypatch):
     job = tmp_path / "job"
     small = dict(BASE, persons={"include": ["p0000", "p0001"]})
-    monkeypatch.setenv("GPVTON_FAULT_RAISE_UNIT", "1")
+    monkeypatch.setenv(failpoints.env("raise_unit"), "1")
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **small))
     assert res.exit_code == 1
     assert res.summary["units_lost"] == [1] and res.summary["missing"] == 2
     assert "injected failure" in res.summary["lost_errors"][0]
     assert not (job / "scores" / "unit-00001.parquet.done").exists()
-    monkeypatch.delenv("GPVTON_FAULT_RAISE_UNIT")
+    monkeypatch.delenv(failpoints.env("raise_unit"))
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **small))
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 2
     check_job(job, {pg for pg in expected_pairs(shards) if pg[0] in ("p0000", "p0001")})

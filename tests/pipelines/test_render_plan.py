@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from infra.schema import GARMENTS, PERSONS
 from pipelines.config import ConfigError
 from pipelines.render import RenderConfig, plan_digest, plan_units, read_catalogue, s3_settings
 
@@ -81,16 +83,27 @@ def test_config_errors_exit_2(shards, tmp_path, capsys):
 
     assert main(["render", "--output", str(tmp_path / "j")]) == 2                      # no shards
     assert "missing shards" in capsys.readouterr().err
-    assert main(["render", "--shards", str(tmp_path / "none"), "--output", str(tmp_path / "j")]) == 2
+    assert main(["render", "--shards", str(tmp_path / "none"), "--output", str(tmp_path / "j"), "--random-weights"]) == 2
     assert "no persons shards" in capsys.readouterr().err
-    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--set", "batch_sise=2"]) == 2
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--set", "batch_sise=2", "--random-weights"]) == 2
     assert "batch_sise" in capsys.readouterr().err
-    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--resolution", "512"]) == 2
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--resolution", "512", "--random-weights"]) == 2
     assert "resolution 512" in capsys.readouterr().err
     assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"),
-                 "--warp-checkpoint", str(tmp_path / "missing.pth")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+                 "--warp-checkpoint", str(tmp_path / "missing.pth"),
+                 "--generator-checkpoint", str(tmp_path / "gen.pth")]) == 2
+    assert "warp checkpoint not found" in capsys.readouterr().err
+    empty = tmp_path / "empty"                                                          # empty shards
+    for name in ("persons", "garments"):
+        (empty / name).mkdir(parents=True)
+        pq.write_table((PERSONS if name == "persons" else GARMENTS).empty_table(), empty / name / "part-00000.parquet")
+    assert main(["render", "--shards", str(empty), "--output", str(tmp_path / "j"), "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert "persons shards" in err and "are empty" in err and "Traceback" not in err
+    assert main(["render", "--shards", str(shards), "--output", str(tmp_path / "j"), "--random-weights",
+                 "--set", "garments.include=[nothing]"]) == 2
+    assert "nothing to render" in capsys.readouterr().err
     cfg = tmp_path / "job.yaml"
-    cfg.write_text(f"shards: {shards}\noutput: {tmp_path / 'j'}\npairing: pairs\n")
+    cfg.write_text(f"shards: {shards}\noutput: {tmp_path / 'j'}\npairing: pairs\nrandom_weights: true\n")
     assert main(["render", "--config", str(cfg)]) == 2
     assert "pairs_file" in capsys.readouterr().err

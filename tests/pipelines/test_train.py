@@ -1,4 +1,6 @@
-"""``gpvton train``: config, the VGG-19 refusal, S3 output with resume, a 2-worker Ray Train run."""
+"""``gpvton train``: config, user errors (exit 2, one line), and runs that always go through Ray
+Train (one worker included): the VGG-19 terms, S3 output with resume, 2 workers, the parser with
+its ONNX export, train → render."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 from pipelines.cli import main
 from pipelines.config import ConfigError
 from pipelines.train import TrainConfig, check_config, run_training
+from workers.train_loop import read_meta
 
 SMALL = ["--resolution", "128x96", "--width", "0.0625", "--set", "threads=1", "--set", "progress=false",
          "--set", "batch_size=1", "--set", "max_pairs=2"]
@@ -49,7 +52,8 @@ def test_config_validation(tmp_path):
     assert TrainConfig(shards="x", output="y", resolution="256x192").size == (256, 192)
 
 
-def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg, tmp_path):
+@pytest.mark.slow
+def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg, ray_local, tmp_path):
     cfg = tmp_path / "train.yaml"
     cfg.write_text("mask_epoch: 0\nlr: 0.001\ncheckpoint_every: 0\n")
     out = tmp_path / "run"
@@ -60,10 +64,11 @@ def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg
     assert resolved["mask_epoch"] == 0 and resolved["perceptual"] is True and resolved["width"] == 0.0625
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["vgg"] > 0
-    assert (out / "warp.safetensors").is_file()
+    assert read_meta((out / "warp.safetensors").read_bytes())["ray_train"] is True   # one worker: Ray Train too
 
 
-def test_s3_output_and_resume(training_shards, local_s3, tmp_path):
+@pytest.mark.slow
+def test_s3_output_and_resume(training_shards, local_s3, ray_local, tmp_path):
     s = local_s3.settings
     s3 = {"endpoint_url": s.endpoint_url, "access_key_id": s.access_key_id,
           "secret_access_key": s.secret_access_key, "region": s.region}
@@ -82,6 +87,7 @@ def test_s3_output_and_resume(training_shards, local_s3, tmp_path):
     assert st.exists("warp.safetensors") and st.exists("loss_curve.png") and st.exists("config.json")
 
 
+@pytest.mark.slow
 def test_two_worker_ray_train(training_shards, ray_local, tmp_path):
     out = tmp_path / "ddp"
     res = run_training(TrainConfig(shards=training_shards, output=str(out), workers=2, steps=2, resolution="128x96",
@@ -93,7 +99,8 @@ def test_two_worker_ray_train(training_shards, ray_local, tmp_path):
     assert (out / "warp.safetensors").is_file()
 
 
-def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, tmp_path):
+@pytest.mark.slow
+def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, ray_local, tmp_path):
     """`gpvton train warp` → `gpvton train generator` → `gpvton render`, Dress Code variant, every category."""
     shards = str(synthetic_shards(n_garments=9, n_persons=4, seed=0))
     small = [*SMALL, "--set", "variant=dresscode", "--set", "mask_epoch=0", "--no-perceptual"]
@@ -113,3 +120,68 @@ def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, tmp_
     # p0000 wears upper + lower, p0003 a dress: g0000 lower, g0002 upper, g0003 dress
     assert renders == ["dresses/p0003/g0003.jpg", "lower/p0000/g0000.jpg", "upper/p0000/g0002.jpg"], renders
     assert summary["counts"].get("error", 0) == 0, summary["counts"]
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, (rc, err)
+    assert err and "\n" not in err, err
+    return err
+
+
+def test_user_errors_exit_2_with_one_line(training_shards, tmp_path, capsys):
+    """Missing / empty shards, missing checkpoint files and bad flags stop before Ray starts."""
+    out = str(tmp_path / "run")
+    base = ["train", "parser", "--output", out]
+    assert "no condition shards" in _one_line_error(capsys, [*base, "--shards", str(tmp_path / "nowhere")])
+    (tmp_path / "empty").mkdir()
+    assert "no condition shards" in _one_line_error(capsys, [*base, "--shards", str(tmp_path / "empty")])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "nopersons" / "persons").mkdir(parents=True)
+    pq.write_table(pa.table({"person_id": pa.array([], pa.string()), "worn_garment_id": pa.array([], pa.string())}),
+                   tmp_path / "nopersons" / "persons" / "part-00000.parquet")
+    assert "no persons" in _one_line_error(capsys, [*base, "--shards", str(tmp_path / "nopersons")])
+    assert "--shards is required" in _one_line_error(capsys, base)
+    err = _one_line_error(capsys, ["train", "generator", "--shards", training_shards, "--output", out,
+                                   "--no-perceptual", "--warp-checkpoint", str(tmp_path / "warp.safetensors")])
+    assert "warp checkpoint not found" in err
+    ok = [*base, "--shards", training_shards]
+    assert "workers" in _one_line_error(capsys, [*ok, "--workers", "0"])
+    assert "resolution" in _one_line_error(capsys, [*ok, "--resolution", "100x90"])
+    assert "--bogus" in _one_line_error(capsys, [*ok, "--bogus"])
+    assert "atr" in _one_line_error(capsys, [*ok, "--labels", "atr"])
+    assert "steps" in _one_line_error(capsys, [*ok, "--steps", "many"])
+    # --resume: checkpoint files named by latest.json must be there, and of the same stage
+    ck = Path(out) / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "latest.json").write_text(json.dumps({"step": 2, "dir": "checkpoints/step-00000002"}))
+    assert "checkpoint file missing" in _one_line_error(capsys, [*ok, "--resume"])
+    (Path(out) / "config.json").write_text(json.dumps({"stage": "warp"}))
+    assert "holds a warp run" in _one_line_error(capsys, [*ok, "--resume"])
+    assert not (Path(out) / "parser.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_parser_through_ray_train(training_shards, ray_local, tmp_path):
+    """`gpvton train parser` (one Ray Train worker): the run, its ONNX export and its contract,
+    which HumanParser picks up from beside the model."""
+    import numpy as np
+
+    from pipelines.preprocess.estimators.parser import HumanParser, ParserConfig
+
+    out = tmp_path / "parser"
+    assert main(["train", "parser", "--shards", training_shards, "--output", str(out), "--steps", "3",
+                 "--resolution", "128x96", "--width", "0.125", "--set", "threads=1", "--set", "progress=false",
+                 "--set", "checkpoint_every=2"]) == 0
+    meta = read_meta((out / "parser.safetensors").read_bytes())
+    assert meta["ray_train"] is True and meta["kind"] == "parser" and meta["step"] == 3
+    assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == 3
+    assert [r["step"] for r in (json.loads(l) for l in (out / "log.jsonl").read_text().splitlines())] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text())["stage"] == "parser"
+    parser = HumanParser(ParserConfig(model=str(out / "parser.onnx")))
+    assert parser.scheme == "gp29" and parser.input_size == (128, 96)
+    labels = parser.parse(np.full((256, 192, 3), 128, np.uint8))
+    assert labels.shape == (256, 192) and labels.max() < 29

@@ -1,20 +1,28 @@
-"""Render jobs on real Ray actors: a two-actor pool, an actor crash, S3 with transient write failures."""
+"""Render jobs on real Ray actors: a two-actor pool, an actor crash, S3 with transient write failures,
+worker logs kept under JOB/logs/, a quiet console."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from infra import failpoints
 from infra.storage import Storage, sanitize_id
 from pipelines.render import RenderConfig, run_job
 
+REPO = Path(__file__).resolve().parents[2]
 BASE = dict(runner="ray", categories=["upper"], model={"variant": "vitonhd", "width": 0.0625},
             garments={"include": ["g0002", "g0007"]}, unit_size=2, batch_size=2, progress=False,
-            num_cpus=0.5, max_failed_fraction=0.0)
+            num_cpus=0.5, max_unrendered_fraction=0.0, random_weights=True)
+RESTART_WARNING = "constructor arguments in the object store"
 
 
 @pytest.fixture(scope="module")
@@ -48,31 +56,46 @@ def test_two_actor_pool_local_folder(ray_local, shards, tmp_path):
     assert res.exit_code == 0
     _, infos = check_storage(Storage(str(job)), expected_pairs(shards))
     assert len({i["pid"] for i in infos}) == 2          # both actors of the pool worked
+    # one log file per worker under JOB/logs/, named after the actor and its process
+    logs = {p.name: p.read_text() for p in (job / "logs").glob("worker-*.log")}
+    assert sorted(n.split("-p")[0] for n in logs) == ["worker-00", "worker-01"]
+    assert {int(n.split("-p")[1].split(".")[0]) for n in logs} == {i["pid"] for i in infos}
+    text = "".join(logs.values())
+    assert text.count("render worker") == 2
+    assert sorted(int(x.split("unit ")[1].split(":")[0]) for x in text.splitlines() if " unit " in x) == \
+        sorted(i["unit_id"] for i in infos)
 
 
-def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, monkeypatch):
+def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, monkeypatch, capfd):
     marker = tmp_path / "crashed"
-    monkeypatch.setenv("GPVTON_FAULT_CRASH_UNIT", "1")          # the actor process exits once on unit 1
-    monkeypatch.setenv("GPVTON_FAULT_CRASH_MARKER", str(marker))
-    monkeypatch.setenv("GPVTON_FAULT_RAISE_UNIT", "2")          # unit 2 raises on every attempt
+    monkeypatch.setenv(failpoints.env("crash_unit"), "1")       # the actor process exits once on unit 1
+    monkeypatch.setenv(failpoints.env("crash_marker"), str(marker))
+    monkeypatch.setenv(failpoints.env("raise_unit"), "2")       # unit 2 raises on every attempt
     job = tmp_path / "job"
+    capfd.readouterr()
     res = run_job(RenderConfig(shards=str(shards), output=str(job), actors=1, **BASE))
     assert marker.exists(), "the fault was not injected"
     assert res.exit_code == 1 and res.summary["units_lost"] == [2]
+    # a restartable actor whose constructor arguments live in the object store makes Ray's core
+    # worker print an error line: the actor gets only small inlined arguments
+    assert RESTART_WARNING not in capfd.readouterr().err
+    worker_logs = {p.name: p.read_text() for p in (job / "logs").glob("worker-00-p*.log")}
+    assert len(worker_logs) == 2                            # the crashed process and its restart
+    assert any("failpoint raise_unit: injected failure of unit 2" in t for t in worker_logs.values())
     st = Storage(str(job))
     infos = {i["unit_id"]: i for i in (st.read_json(k) for k in st.list("scores", ".done"))}
     assert sorted(infos) == [0, 1]
     crashed_pid = int(marker.read_text().split("pid ")[1])
     assert infos[1]["pid"] != crashed_pid                   # unit 1 ran on the restarted actor
     # the next run renders only the lost unit
-    monkeypatch.delenv("GPVTON_FAULT_RAISE_UNIT")
+    monkeypatch.delenv(failpoints.env("raise_unit"))
     res = run_job(RenderConfig(shards=str(shards), output=str(job), actors=1, **BASE))
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 2
     check_storage(st, expected_pairs(shards))
 
 
 def test_s3_shards_and_output_with_transient_write_failures(ray_local, local_s3, shards, monkeypatch):
-    monkeypatch.setenv("GPVTON_FAULT_STORAGE_FAILS", "3")
+    monkeypatch.setenv(failpoints.env("storage_fails"), "3")
     src = Storage(local_s3.url("shards"), local_s3.settings)
     for f in shards.rglob("*"):
         if f.is_file():
@@ -88,3 +111,30 @@ def test_s3_shards_and_output_with_transient_write_failures(ray_local, local_s3,
     meta = st.read_json("job.json")
     assert meta["config"]["s3"]["secret_access_key"] == "***"
     assert st.read_json("summary.json")["counts"]["error"] == 0
+    assert any(k.startswith("logs/worker-") for k in st.list("logs"))     # worker logs on S3 too
+
+
+@pytest.mark.slow
+def test_cli_is_quiet_and_keeps_logs_verbose_shows_them(shards, tmp_path):
+    """A normal run prints our progress and summary only; Ray's and the workers' lines go to JOB/logs/."""
+    cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--random-weights",
+           "--no-progress", "--set", "categories=[upper]", "--set", "model.width=0.0625",
+           "--set", "garments.include=[g0002]", "--set", "persons.include=[p0000]", "--set", "num_cpus=0.5"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", failpoints.PREFIX))}
+    env["PYTHONPATH"] = str(REPO)
+    quiet = subprocess.run(cmd + ["--output", str(tmp_path / "q")], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    for noise in ("Token authentication", "core_worker", RESTART_WARNING, "apitools", " INFO ray", "(RenderActor"):
+        assert noise not in quiet.stderr, quiet.stderr
+    lines = [x for x in quiet.stderr.splitlines() if x.strip() and not x.startswith("!!")]
+    assert all(" gpvton." in x for x in lines), lines       # only our own log lines (and the banner)
+    assert "ok 0, warn 0, fail 1, error 0, missing 0 of 1 pairs" in quiet.stdout.splitlines()[-1]
+    logs = {p.name: p.read_text() for p in (tmp_path / "q" / "logs").glob("*.log")}
+    assert "driver.log" in logs and "plan: 1 units" in logs["driver.log"]
+    assert any(n.startswith("worker-00-p") and "unit 0: 1 pairs" in t for n, t in logs.items())
+    verbose = subprocess.run(cmd + ["--output", str(tmp_path / "v"), "-v"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "render worker 0" in verbose.stderr                 # the worker's records, streamed by Ray
+    assert json.loads((tmp_path / "v" / "summary.json").read_text())["exit_code"] == 0

@@ -26,7 +26,7 @@ def test_paired_render_on_preprocessed_vitonhd(ray_local, vitonhd_shards, tmp_pa
     job = tmp_path / "job"
     cfg = RenderConfig(shards=str(vitonhd_shards), output=str(job), runner="ray", pairing="paired",
                        persons={"include": ["00006_00", "00008_00"]}, model={"width": 0.0625},
-                       unit_size=1, batch_size=1, actors=2, num_cpus=0.5, progress=False,
+                       unit_size=1, batch_size=1, actors=2, num_cpus=0.5, progress=False, random_weights=True,
                        output_format={"format": "png", "debug": True})
     res = run_job(cfg)
     assert res.exit_code == 0

@@ -82,9 +82,12 @@ class Estimators:
     def parser(self):
         if not self.cfg.parser.model:
             return None
-        from pipelines.preprocess.estimators.parser import HumanParser
+        from pipelines.preprocess.estimators.parser import HumanParser, ParserConfig
 
-        return self._get("parser", lambda: HumanParser(self.cfg.parser, self.s3))
+        # Only what differs from the defaults counts as set, so that a parser.json next to the
+        # model (its own contract) fills the rest even after the config went through a round trip.
+        cfg = ParserConfig.model_validate(self.cfg.parser.model_dump(exclude_defaults=True))
+        return self._get("parser", lambda: HumanParser(cfg, self.s3))
 
     @property
     def densepose(self):

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
+from pipelines.config import StorageURL
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.models import fetch_model
@@ -29,7 +30,7 @@ from infra.storage import S3Settings
 class MattingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, description="URL of the ONNX file; None = plain backgrounds only")
+    model: StorageURL | None = Field(None, description="URL of the ONNX file; None = plain backgrounds only")
     input_size: tuple[int, int] = (320, 320)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)

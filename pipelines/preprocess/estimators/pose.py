@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from pipelines.config import StorageURL
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpvton_core.conditions.pose_mapping import (DEFAULT_MIN_VISIBILITY, body25_from_blazepose,
@@ -56,8 +57,8 @@ class PoseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["mediapipe", "rtmpose", "none"] = "mediapipe"
-    detector: str | None = Field(None, description="URL of the person-detector ONNX (rtmpose)")
-    model: str | None = Field(None, description="URL of the RTMPose/DWPose ONNX (rtmpose)")
+    detector: StorageURL | None = Field(None, description="URL of the person-detector ONNX (rtmpose)")
+    model: StorageURL | None = Field(None, description="URL of the RTMPose/DWPose ONNX (rtmpose)")
     min_confidence: float | None = Field(
         None, ge=0.0, le=1.0,
         description="joint threshold: BlazePose visibility (default 0.05) or SimCC score (default 0.3)")

@@ -120,3 +120,25 @@ def test_garment_labels_and_person_targets():
     assert mk.seg_target(parsing, "dresscode", "lower").tolist() == [[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5, 6]]
     np.testing.assert_allclose(mk.arms_neck_label(parsing, "vitonhd")[0, 6:9], [1 / 3, 2 / 3, 1])
     assert mk.person_part_masks(parsing, "upper")[1].sum() == 2
+
+
+def test_fp64_label_channels_are_the_official_float32_values_widened():
+    """The official loaders divide in float32; a float64 run must see those values, not k/3."""
+    parts = np.array([[0, 1, 2, 3]], np.uint8)
+    f32 = np.array([0, 1, 2, 3], np.float32) / np.float32(3)           # torch/numpy float32 division
+    got = mk.garment_label_input(parts, "vitonhd", "upper", dtype=np.float64)
+    assert got.dtype == np.float64 and np.array_equal(got[0], f32.astype(np.float64))
+    exact = np.array([0, 1, 2, 3], np.float64) / 3
+    assert got[0, 1] != exact[1] and got[0, 2] != exact[2]             # ~1e-8 off the exact fractions
+    assert np.abs(got[0] - exact).max() < 3e-8
+    lower = mk.garment_label_input(parts, "dresscode", "lower", dtype=np.float64)
+    assert np.array_equal(lower[0], (np.array([0, 4, 5, 6], np.float32) / np.float32(6)).astype(np.float64))
+    assert lower[0, 1] != 4 / 6
+    # float32 output is unchanged by the dtype argument
+    assert np.array_equal(mk.garment_label_input(parts, "vitonhd", "upper"), f32[None])
+    parsing = np.array([[0, 15, 16, 11, 5]], np.uint8)
+    arms = mk.arms_neck_label(parsing, "dresscode", dtype=np.float64)
+    assert arms.dtype == np.float64 and np.array_equal(arms[0], np.append(f32, 0).astype(np.float64))
+    assert arms[0, 1] != 1 / 3 and arms[0, 2] != 2 / 3
+    assert mk.garment_type_value("upper") == float(np.float32(1) / np.float32(3)) != 1 / 3
+    assert mk.garment_type_value("dresses") == 1.0

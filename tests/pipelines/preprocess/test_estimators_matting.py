@@ -40,3 +40,24 @@ def test_matting_mask_on_a_busy_background(tmp_path):
 def test_missing_model_file_names_the_url(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
         GarmentMatting(MattingConfig(model=str(tmp_path / "nope.onnx")))
+
+
+def test_model_file_from_object_storage(local_s3, tmp_path, monkeypatch):
+    """Model files are URLs: a worker fetches s3:// once into its cache (atomic), keyed by the file."""
+    from infra.models import fetch_model
+    from infra.storage import filesystem
+
+    monkeypatch.setenv("GPVTON_MODEL_CACHE", str(tmp_path / "cache"))
+    _export(tmp_path / "sal.onnx")
+    fs = filesystem(local_s3.url(), local_s3.settings)
+    fs.put(str(tmp_path / "sal.onnx"), f"{local_s3.bucket}/models/sal.onnx")
+    url = local_s3.url("models/sal.onnx")
+    first = fetch_model(url, local_s3.settings)
+    again = fetch_model(url, local_s3.settings)
+    assert first.path == again.path and first.path.startswith(str(tmp_path / "cache"))
+    assert first.sha256 == fetch_model(str(tmp_path / "sal.onnx")).sha256
+    m = GarmentMatting(MattingConfig(model=url, input_size=(64, 64), activation="sigmoid", normalize="none"),
+                       local_s3.settings)
+    assert m.provenance == f"onnx-matting@{first.sha256[:12]}"
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        fetch_model(local_s3.url("models/missing.onnx"), local_s3.settings)

@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines.cli import main
 from pipelines.preprocess.beam_pipeline import read_table
 from pipelines.preprocess.derive import decode_garment_row, decode_person_row
-from pipelines.schema import GARMENTS, PERSONS, SCHEMA_VERSION
+from infra.schema import GARMENTS, PERSONS, SCHEMA_VERSION
 
 
 def _run(tmp_path_factory, spec: str, name: str):

@@ -47,6 +47,23 @@ def test_dataset_photos_without_pose_or_densepose_files_get_them_estimated(tmp_p
         assert (p["densepose"][body] > 0).mean() > 0.9     # DensePose covers the body
 
 
+def _dummy_parser(path):
+    """A gp29 parser ONNX with its parser.json: dark pixels → label 5 (upper clothes), else background."""
+    import torch
+
+    class Dark(torch.nn.Module):
+        def forward(self, x):
+            dark = 4.0 * (0.5 - x.mean(dim=1, keepdim=True))
+            logits = torch.zeros(x.shape[0], 29, x.shape[2], x.shape[3])
+            return logits + torch.nn.functional.one_hot(torch.tensor(5), 29).view(1, 29, 1, 1) * dark
+
+    torch.onnx.export(Dark(), torch.zeros(1, 3, 64, 48), str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    path.with_suffix(".json").write_text(json.dumps({"classes": "gp29", "input_size": [64, 48],
+                                                    "channel_order": "rgb", "mean": [0, 0, 0], "std": [1, 1, 1]}))
+    return path
+
+
 def _person_photo(vitonhd_root, pid="00006_00") -> Image.Image:
     return Image.open(vitonhd_root / "test" / "image" / f"{pid}.jpg").convert("RGB")
 
@@ -92,11 +109,95 @@ def test_bad_photos_one_error_row_each(tmp_path, vitonhd_root):
     assert "gpvton train parser" in reasons["good_wide"] and "--parser" in reasons["good_wide"]
     assert reasons["empty_studio"] == "no person found in the photo"
     assert "2 persons" in reasons["two_people"]
-    assert "cut off" in reasons["head_only"] and "hip" in reasons["head_only"].lower()
+    assert "cut off" in reasons["head_only"] and "RHip" in reasons["head_only"]
     assert "too small" in reasons["tiny"]
     assert "cannot separate the garment" in reasons["busy"]
+    # With a parser (a tiny ONNX one: dark pixels are 'upper clothes'), the good photo is framed
+    # around the model, EXIF-rotated, and keeps only the categories whose joints are in the frame.
+    parser = _dummy_parser(tmp_path / "dummy.onnx")
+    assert main(["preprocess", "--input", f"photos:{tmp_path / 'cat'}", "--output", str(tmp_path / "parsed"),
+                 "--resolution", "256", "--parser", str(parser)]) == 0
+    rows = {r["person_id"]: r for r in read_table(str(tmp_path / "parsed"), "persons").to_pylist()}
+    assert list(rows) == ["good_wide"]
+    row = rows["good_wide"]
+    assert (row["photo_height"], row["photo_width"]) == (1100, 2000)        # upright after EXIF
+    x0, y0, x1, y1 = row["frame_box"]
+    assert abs((x1 - x0) / (y1 - y0) - 0.75) < 0.01
+    assert x0 > 900 and x1 < 2000 and (x0 + x1) / 2 > 1300                   # around the model on the right
+    assert row["categories"] == ["upper"]                                   # cut at the thighs: no lower, no dress
+    prov = json.loads(row["provenance"])
+    assert set(prov["categories_dropped"]) == {"lower", "dresses"}
+    assert prov["parsing"].startswith("estimated:onnx-parser:gp29@")
+
     garments_rows = read_table(str(tmp_path / "noparser"), "garments").to_pylist()
     assert [g["garment_id"] for g in garments_rows] == ["good_shot"]
     g = garments_rows[0]
     prov = json.loads(g["provenance"])
     assert prov["mask"] == "estimated:plain-background" and prov["frame"]["photo_hw"] == [1000, 1400]
+
+
+def _images_only(shared, root):
+    """Images-only copies of the shared photos (all annotations removed), in the photos layout."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+    from bench_photos import _copy_images
+
+    _copy_images(shared, root)
+
+
+def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path, shared_data, vitonhd_root,
+                                                                         dresscode_root, ray_local):
+    """The whole raw-photo path: a parser trained by `gpvton train parser` on label maps we own,
+    its ONNX export driving `gpvton preprocess --input photos:` on images-only copies of the shared
+    photos, and the shards rendering through `gpvton render`."""
+    from pathlib import Path
+
+    labelled, run = tmp_path / "labelled", tmp_path / "parser"
+    assert main(["preprocess", "--input", f"vitonhd:{vitonhd_root}", "--input", f"dresscode:{dresscode_root}",
+                 "--output", str(labelled), "--resolution", "256"]) == 0
+    assert main(["train", "parser", "--shards", str(labelled), "--output", str(run), "--steps", "120",
+                 "--width", "0.25", "--resolution", "256x192", "--set", "lr=0.003"]) == 0
+    assert (run / "parser.onnx").is_file() and (run / "parser.json").is_file()
+
+    photos, shards = tmp_path / "photos", tmp_path / "shards"
+    _images_only(shared_data, photos)
+    assert not list(photos.rglob("*.json")) and not list(photos.rglob("*.png"))
+    assert main(["preprocess", "--input", f"photos:{photos}", "--parser", str(run / "parser.onnx"),
+                 "--output", str(shards), "--resolution", "256"]) == 0
+    errors = read_table(str(shards), "errors").to_pylist()
+    persons = read_table(str(shards), "persons").to_pylist()
+    garments = read_table(str(shards), "garments").to_pylist()
+    assert len(persons) + len([e for e in errors if e["kind"] == "person"]) == 13
+    assert len(persons) >= 11, errors                 # a 120-step parser may still fail a photo or two
+    assert len(garments) == 13, errors
+    for pid, prov in _provenance(persons).items():
+        assert prov["keypoints"].startswith("estimated:mediapipe-blazepose")
+        assert prov["parsing"].startswith("estimated:onnx-parser:gp29@")
+        assert prov["densepose"] == "estimated:mask+skeleton"
+        assert set(prov["estimated"]) >= {"keypoints", "parsing", "densepose"} and prov["given"] == []
+        assert set(prov["models"]) >= {"pose", "segmenter", "parser"}
+    for g in garments:
+        assert json.loads(g["provenance"])["mask"] == "estimated:plain-background"
+
+    job = tmp_path / "job"
+    demo = Path(__file__).resolve().parents[3] / "pipelines" / "assets" / "demo"
+    assert main(["render", "--shards", str(shards), "--output", str(job), "--resolution", "256",
+                 "--warp-checkpoint", str(demo / "warp.safetensors"),
+                 "--generator-checkpoint", str(demo / "generator.safetensors"),
+                 "--set", "max_failed_fraction=1.0", "--set", "actors=1"]) in (0, 1)
+    summary = json.loads((job / "summary.json").read_text())
+    scores = read_table_scores(job)
+    assert scores and not [s for s in scores if s["flag"] == "error"], [s["error"] for s in scores if s["error"]]
+    assert all((job / s["output_key"]).is_file() for s in scores)
+    assert summary
+
+
+def read_table_scores(job):
+    import pyarrow.parquet as pq
+
+    rows = []
+    for f in sorted((job / "scores").glob("unit-*.parquet")):
+        rows += pq.read_table(f).to_pylist()
+    return rows

@@ -42,7 +42,7 @@ def test_report_files_statistics_and_exit_code(mixed_job):
     s = json.loads((rep / "summary.json").read_text())
     assert s["success"] is False
     assert s["counts"] == {"error": 4, "fail": 4, "warn": 5, "ok": 17}
-    assert s["fail_fraction"] == pytest.approx(8 / 30)
+    assert s["failed_fraction"] == pytest.approx(8 / 30)
     assert s["fail_limit"] == 0.05 and s["fail_limit_source"] == "job config max_failed_fraction"
     assert s["categories"]["upper"]["total"] == 15 and s["categories"]["lower"]["total"] == 15
     vals = [r["scores"]["warp_miou"] for r in [{"scores": p.scores} for p in mixed_pairs(30)]
@@ -151,7 +151,7 @@ def test_missing_pairs_and_shards_are_reported(tmp_path):
     shutil_rm(tmp_path / "shards")  # moved away: the report still builds, without those thumbnails
     rc, rep = _report(tmp_path / "job", "--out", str(tmp_path / "elsewhere"))
     s = json.loads((tmp_path / "elsewhere/summary.json").read_text())
-    assert rc == 1 and s["pairs_missing"] == 2 and s["fail_fraction"] == pytest.approx(2 / 12)
+    assert rc == 1 and s["missing"] == 2 and s["failed_fraction"] == pytest.approx(2 / 12)
     assert s["fail_limit_source"] == "default" and s["fail_limit"] == 0.05
     assert s["thumbnails"]["made"]["tryon"] == 10 and s["thumbnails"]["made"]["person"] == 0
     page = (tmp_path / "elsewhere/pages/v0/p00000.js").read_text()
@@ -188,4 +188,4 @@ def test_report_over_s3(local_s3, monkeypatch):
     keys = rep.list()
     assert "index.html" in keys and "summary.json" in keys and "pages/v0/p00002.js" in keys
     assert sum(k.startswith("thumbs/tryon/") for k in keys) == 12 - 12 // 7 - (1 if 12 % 7 > 3 else 0)
-    assert rep.read_json("summary.json")["pairs_scored"] == 12
+    assert rep.read_json("summary.json")["scored"] == 12

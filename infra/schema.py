@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: persons carry frame_box / photo size (raw photos framed by preprocess)
 
 CATEGORIES = ("upper", "lower", "dresses")
 
@@ -26,7 +26,11 @@ PERSONS = pa.schema([
     pa.field("keypoints", pa.list_(pa.float32()), nullable=False),    # BODY_25 x,y,conf ×25 (pixels)
     pa.field("worn_garment_id", pa.string()),                         # paired datasets: garment worn
     pa.field("pc_ratio", pa.float32()),                               # DGT person–garment ratio
-    pa.field("provenance", pa.string(), nullable=False),              # JSON: given vs derived, versions
+    pa.field("frame_box", pa.list_(pa.int32())),                      # [x0,y0,x1,y1] of the working frame in
+                                                                      # the photo's pixels; null = whole photo
+    pa.field("photo_height", pa.int32()),                             # the decoded photo's size (EXIF-rotated)
+    pa.field("photo_width", pa.int32()),
+    pa.field("provenance", pa.string(), nullable=False),              # JSON: given / derived / estimated, models
 ])
 
 GARMENTS = pa.schema([

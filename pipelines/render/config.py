@@ -1,0 +1,114 @@
+"""The render job's configuration: ``RenderConfig`` and its sections (YAML/TOML/JSON + ``--set``)."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.config import S3Config, StorageURL, StrictModel
+
+
+class IdFilter(StrictModel):
+    include: list[str] = Field(default_factory=lambda: ["*"], description="glob patterns to keep")
+    exclude: list[str] = Field(default_factory=list, description="glob patterns to drop")
+
+    def keep(self, item_id: str) -> bool:
+        return (any(fnmatch.fnmatchcase(item_id, p) for p in self.include)
+                and not any(fnmatch.fnmatchcase(item_id, p) for p in self.exclude))
+
+
+class Checkpoints(StrictModel):
+    warp: Optional[StorageURL] = None        # official .pth or our .safetensors
+    generator: Optional[StorageURL] = None
+
+
+class ModelConfig(StrictModel):
+    variant: Literal["auto", "vitonhd", "dresscode"] = "auto"
+    width: Optional[float] = Field(None, gt=0, le=1, description="network width of random-init nets")
+    seed: int = 0
+
+
+class OutputConfig(StrictModel):
+    format: Literal["jpg", "png", "webp"] = "jpg"
+    quality: int = Field(92, ge=1, le=100)
+    debug: bool = False  # also write warped garment + label map under JOB/debug/
+
+
+class ThresholdConfig(StrictModel):
+    warn: float
+    fail: float
+
+    @model_validator(mode="after")
+    def _order(self) -> "ThresholdConfig":
+        if self.fail > self.warn:
+            raise ValueError(f"fail ({self.fail}) must be <= warn ({self.warn})")
+        return self
+
+
+def _default_thresholds() -> dict[str, ThresholdConfig]:
+    from gpvton_core.scores import DEFAULT_THRESHOLDS
+
+    return {k: ThresholdConfig(warn=v.warn, fail=v.fail) for k, v in DEFAULT_THRESHOLDS.items()}
+
+
+class RenderConfig(StrictModel):
+    shards: StorageURL = Field(..., description="condition shards URL (gpvton preprocess output)")
+    output: StorageURL = Field(..., description="job URL (local folder or s3://bucket/prefix)")
+    pairing: Literal["cross", "pairs", "paired"] = "cross"
+    pairs_file: Optional[StorageURL] = None  # pairing=pairs: lines 'person_id garment_id' (or CSV)
+    persons: IdFilter = Field(default_factory=IdFilter)
+    garments: IdFilter = Field(default_factory=IdFilter)
+    categories: list[Literal["upper", "lower", "dresses"]] = Field(
+        default_factory=lambda: ["upper", "lower", "dresses"])
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    random_weights: bool = Field(False, description="render with randomly initialised networks (no checkpoints)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    resolution: Optional[Literal[128, 256, 512, 1024]] = None  # None: the shards' height; 128/256: tests
+    batch_size: int = Field(4, ge=1)
+    unit_size: int = Field(64, ge=1, description="pairs per unit (the resumable grain)")
+    runner: Literal["ray", "local"] = "ray"
+    actors: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    in_flight_per_actor: int = Field(2, ge=1)
+    max_restarts: int = Field(3, ge=0)
+    max_task_retries: int = Field(3, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    output_format: OutputConfig = Field(default_factory=OutputConfig)
+    thresholds: dict[str, ThresholdConfig] = Field(default_factory=_default_thresholds)
+    max_unrendered_fraction: float = Field(0.05, ge=0, le=1, description="render exits 1 above this")
+    max_failed_fraction: float = Field(0.05, ge=0, le=1, description="the QA gate: gpvton report exits 1 above this")
+    address: Optional[str] = None  # Ray address; None = start a local Ray
+    s3: S3Config = Field(default_factory=S3Config)
+    force: bool = False
+    progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "fail_flags" in data:
+            raise ValueError("fail_flags was removed: render exits 1 when (error + missing) / planned exceeds "
+                             "max_unrendered_fraction; QA fails are gated by 'gpvton report' with "
+                             "max_failed_fraction (README, Jobs)")
+        return data
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_scores(cls, v: dict[str, ThresholdConfig]) -> dict[str, ThresholdConfig]:
+        from gpvton_core.scores import SCORE_NAMES
+
+        unknown = sorted(set(v) - set(SCORE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown score(s) {unknown}; known: {list(SCORE_NAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "RenderConfig":
+        if self.pairing == "pairs" and not self.pairs_file:
+            raise ValueError("pairing 'pairs' needs pairs_file (lines 'person_id garment_id')")
+        if self.num_gpus > 0 and self.device == "cpu":
+            raise ValueError("num_gpus > 0 with device 'cpu': set device: cuda (or auto)")
+        return self
