@@ -76,6 +76,13 @@ def seam_energy(image: Tensor, region: Tensor, width: int = 2) -> Tensor:
     return (mag * band).flatten(1).sum(1) / band.flatten(1).sum(1).clamp_min(1)
 
 
+def seam_deviation(image: Tensor, photo: Tensor, region: Tensor, width: int = 2) -> Tensor:
+    """How far the edge energy along ``region``'s boundary strays from the photo's own there:
+    ``|E(image) / E(photo) − 1|`` with E = :func:`seam_energy`. A hard seam pushes it up (energy the
+    photo does not have), and so does a smeared, redrawn boundary (energy it lost); 0 is the photo."""
+    return (seam_energy(image, region, width) / seam_energy(photo, region, width).clamp_min(1e-6) - 1).abs()
+
+
 def place_in_photo(tryon: np.ndarray, photo: np.ndarray, box: Sequence[int] | None,
                    alpha: np.ndarray | None = None) -> np.ndarray:
     """The try-on (working size, uint8 H×W×3) put back into the original ``photo`` (uint8 h×w×3).

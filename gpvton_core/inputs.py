@@ -20,7 +20,7 @@ Rows are batched with ``PersonInputs.cat`` / ``GarmentInputs.cat``. Malformed ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ class PersonRow:
     person_id: str
     inputs: PersonInputs  # one row (category set)
     targets: Tensor       # 1×H×W long: person-side classes (§8.7), for the paired parse score
+    background: Optional[Tensor] = None   # 1×1×H×W {0,1}: parsing label 0, for paste-back delivery
 
     @staticmethod
     def cat(items: Sequence["PersonRow"]) -> tuple[PersonInputs, Tensor]:
@@ -84,7 +85,8 @@ def person_inputs(person_id: str, image: np.ndarray, parsing: np.ndarray, densep
         pose=torch.from_numpy(cpose.pose_map(kp, h, w))[None],
         preserve_warp=torch.from_numpy(pres_w)[None, None], preserve_gen=torch.from_numpy(pres_g)[None, None],
         skin=skin[None], category=[category])
-    return PersonRow(person_id, row, person_targets(parsing, variant, category)[None])
+    background = torch.from_numpy((parsing == 0).astype(np.float32))[None, None]
+    return PersonRow(person_id, row, person_targets(parsing, variant, category)[None], background)
 
 
 def garment_inputs(garment_id: str, image: np.ndarray, mask: np.ndarray, parts: np.ndarray,

@@ -477,6 +477,8 @@ def build_report(cfg: ReportConfig) -> dict[str, Any]:
         "job": {k: meta.get(k) for k in ("job_id", "fingerprint", "config_hash", "package_version",
                                           "model_note", "random_weights", "variant", "resolution",
                                           "created", "checkpoints")},
+        "composition": {"composite": (meta.get("config") or {}).get("composite", "official"),
+                        "frame": ((meta.get("config") or {}).get("output_format") or {}).get("frame", "working")},
         "job_url": cfg.job, "report_url": out_url,
         "render": {k: job_summary.get(k) for k in ("pairs_per_second", "elapsed_seconds", "render_seconds",
                                                    "units_lost", "exit_code")

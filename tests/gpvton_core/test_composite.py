@@ -62,3 +62,15 @@ def test_place_in_photo_keeps_full_resolution_pixels_and_drops_padding():
     assert (out[10:270, 330:420] == 7).all()
     whole = cp.place_in_photo(tryon, photo, None)
     assert (whole == 7).all()
+
+
+def test_seam_deviation_is_zero_for_the_photo_and_grows_with_a_seam():
+    _, _, preserve, background, garment = _scene()
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 48), indexing="ij")
+    photo = torch.stack([yy, xx, 0.5 * (yy + xx)])[None] * 0.6
+    keep = cp.keep_region(preserve, background, garment, clearance=2)
+    assert float(cp.seam_deviation(photo, photo, keep)) == 0.0
+    shifted = photo + 0.3
+    hard = cp.paste_back(shifted, photo, keep)
+    soft = cp.paste_back(shifted, photo, cp.feather(keep, 4))
+    assert cp.seam_deviation(hard, photo, keep) > cp.seam_deviation(soft, photo, keep) > 0
