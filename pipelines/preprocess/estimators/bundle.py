@@ -7,7 +7,13 @@ Beam builds one :class:`Estimators` per worker in ``DoFn.setup`` and closes it i
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 from typing import Any
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +26,25 @@ from pipelines.preprocess.estimators.pose import PoseConfig
 NO_PARSER = ("no human parsing given and no parser configured: give a parser ONNX file "
              "(--parser URL, e.g. an SCHP LIP/ATR export, see README) or train one on label maps you "
              "own with 'gpvton train parser' and pass its parser.onnx")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native libraries write straight to file descriptor 2 (MediaPipe's glog lines),
+    unless debug logging is on (``gpvton -v``)."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class FramingConfig(BaseModel):
@@ -57,9 +82,13 @@ class Estimators:
         self.cfg, self.s3 = cfg, s3
         self._built: dict[str, Any] = {}
 
-    def _get(self, name: str, build) -> Any:
+    def _get(self, name: str, build, warm_up: str | None = None) -> Any:
         if name not in self._built:
-            self._built[name] = build()
+            est = build()
+            if warm_up:   # MediaPipe builds its graphs on first use, printing C++ log lines: do it quietly
+                with quiet_native_stderr():
+                    getattr(est, warm_up)(np.full((64, 48, 3), 255, np.uint8))
+            self._built[name] = est
         return self._built[name]
 
     @property
@@ -68,7 +97,8 @@ class Estimators:
             return None
         from pipelines.preprocess.estimators.pose import PoseEstimator
 
-        return self._get("pose", lambda: PoseEstimator(self.cfg.pose, self.s3))
+        return self._get("pose", lambda: PoseEstimator(self.cfg.pose, self.s3),
+                         "estimate" if self.cfg.pose.backend == "mediapipe" else None)
 
     @property
     def segmenter(self):
@@ -76,7 +106,7 @@ class Estimators:
             return None
         from pipelines.preprocess.estimators.segmenter import PersonSegmenter
 
-        return self._get("segmenter", PersonSegmenter)
+        return self._get("segmenter", PersonSegmenter, "mask")
 
     @property
     def parser(self):
