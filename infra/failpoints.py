@@ -16,6 +16,11 @@ slow_unit_s     seconds          sleep at the start of every unit (kill / resume
 nan_pairs       ``p/g,p/g``      those pairs' try-on outputs become NaN
 storage_fails   n                the first n object-store PUTs of the process raise
                                  ``ConnectionError`` (transient failures, retried)
+fail_writes     ``TEXT[:n]``     Storage writes of keys containing TEXT raise
+                                 ``ConnectionError`` (the first n of the process, or all):
+                                 local folders too; retried within the retry budget
+slow_writes     ``TEXT:s``       Storage writes of keys containing TEXT first sleep s seconds
+                                 (a kill lands between two writes)
 ==============  ===============  ===========================================================
 """
 
@@ -30,7 +35,8 @@ from typing import Any, Optional
 log = logging.getLogger(__name__)
 
 PREFIX = "GPVTON_FAILPOINT_"
-NAMES = ("crash_unit", "crash_marker", "raise_unit", "slow_unit_s", "nan_pairs", "storage_fails")
+NAMES = ("crash_unit", "crash_marker", "raise_unit", "slow_unit_s", "nan_pairs", "storage_fails",
+         "fail_writes", "slow_writes")
 
 
 def env(name: str) -> str:
@@ -72,6 +78,31 @@ def nan_pairs() -> frozenset[tuple[str, str]]:
     """(person_id, garment_id) pairs whose outputs a test wants non-finite."""
     raw = value("nan_pairs") or ""
     return frozenset(tuple(x.split("/", 1)) for x in raw.split(",") if "/" in x)  # type: ignore[misc]
+
+
+_write_fails = {"raised": 0}
+_write_lock = threading.Lock()
+
+
+def storage_write(key: str) -> None:
+    """Before a Storage write of ``key``: sleep (``slow_writes``) or raise ``ConnectionError``
+    (``fail_writes``) when a test armed it for such keys."""
+    slow = value("slow_writes")
+    if slow is not None:
+        text, _, seconds = slow.rpartition(":")
+        if text in key:
+            time.sleep(float(seconds))
+    raw = value("fail_writes")
+    if raw is None:
+        return
+    text, _, n = raw.partition(":")
+    if text not in key:
+        return
+    with _write_lock:
+        if n and _write_fails["raised"] >= int(n):
+            return
+        _write_fails["raised"] += 1
+    raise ConnectionError(f"failpoint fail_writes: injected transient failure writing {key}")
 
 
 class _FlakyFS:

@@ -12,6 +12,7 @@ S3 settings come from the usual AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_SE
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 import fsspec
+
+from infra import failpoints
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,35 +134,130 @@ def _strip(url: str) -> str:
     return url
 
 
-def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.2) -> T:
-    """Run ``fn`` and retry transient storage errors with exponential backoff and jitter.
+# --- transient vs permanent failures ----------------------------------------------------------
 
-    Missing files and permission errors are not transient and are raised at once.
+#: Prefix of a score row's ``error`` when the pair failed for a storage reason, not for its input:
+#: planning re-attempts such rows on a plain rerun (deterministic error rows need ``--retry-errors``).
+TRANSIENT_PREFIX = "transient: "
+
+#: Seconds a transient storage failure is retried before it is given up (an outage of minutes
+#: must not become a lost result); ``GPVTON_STORAGE_RETRY_S`` overrides it.
+DEFAULT_RETRY_BUDGET_S = 600.0
+
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+_PERMANENT_ERRNO = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EINVAL,
+                    errno.ENAMETOOLONG, errno.EFBIG}
+_TRANSIENT_ERRNO = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
+                    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN, errno.EBUSY,
+                    errno.EREMOTEIO}  # EREMOTEIO: s3fs's translation of S3 "InternalError"
+# botocore / aiohttp / fsspec classes, matched by name so that infra imports none of them
+_TRANSIENT_NAMES = {"EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError",
+                    "ReadTimeoutError", "ProxyConnectionError", "HTTPClientError", "ClientConnectorError",
+                    "ClientOSError", "ServerDisconnectedError", "ServerTimeoutError", "ClientPayloadError",
+                    "FSTimeoutError", "IncompleteRead", "ResponseStreamingError", "NoHttpResponseError"}
+_TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestLimitExceeded", "500", "502", "503", "504"}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(seen) < 8:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a storage failure that may succeed later (network down, server busy).
+
+    Missing files, refused permissions, a full or read-only disk are not: retrying cannot help.
+    The exception's cause chain is searched, as s3fs and pyarrow wrap the network error.
     """
-    for attempt in range(1, attempts + 1):
+    if isinstance(exc, _PERMANENT) or (isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNO):
+        return False
+    for e in _chain(exc):
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNO:
+            return True
+        if any(c.__name__ in _TRANSIENT_NAMES for c in type(e).__mro__):
+            return True
+        resp = getattr(e, "response", None)
+        if isinstance(resp, dict):
+            err = resp.get("Error") or {}
+            status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+            if str(err.get("Code")) in _TRANSIENT_CODES or status >= 500 or status == 429:
+                return True
+    return False
+
+
+def retry_budget_s() -> float:
+    """The transient-failure retry budget in seconds (``GPVTON_STORAGE_RETRY_S`` or the default)."""
+    raw = os.environ.get("GPVTON_STORAGE_RETRY_S", "").strip()
+    return float(raw) if raw else DEFAULT_RETRY_BUDGET_S
+
+
+def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.2,
+                 budget_s: float | None = None, max_delay: float = 15.0) -> T:
+    """Run ``fn``, retrying failures with exponential backoff and jitter.
+
+    A transient failure (:func:`is_transient`) is retried until ``budget_s`` seconds have passed
+    (default :func:`retry_budget_s`, minutes: a store that restarts must not lose results); any
+    other unknown failure ``attempts`` times; a permanent one (missing file, permission, full or
+    read-only disk) is raised at once.
+    """
+    budget = retry_budget_s() if budget_s is None else budget_s
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return fn()
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
-            raise
         except Exception as exc:  # noqa: BLE001 - storage backends raise many types
-            if attempt == attempts:
+            if isinstance(exc, _PERMANENT) or (isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNO):
                 raise
-            delay = base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
-            log.warning("storage: %s failed (%s: %s); retry %d/%d in %.2fs",
-                        what, type(exc).__name__, exc, attempt, attempts - 1, delay)
+            transient = is_transient(exc)
+            delay = min(max_delay, base_delay * (2 ** min(attempt - 1, 20))) * (0.5 + random.random())
+            elapsed = time.monotonic() - start
+            if transient:
+                if elapsed >= budget:
+                    raise
+                delay = max(0.0, min(delay, budget - elapsed))
+            elif attempt >= attempts:
+                raise
+            log.warning("storage: %s failed (%s%s: %s); retry %d in %.2fs (%.0fs of %s)",
+                        what, "transient " if transient else "", type(exc).__name__, exc, attempt, delay,
+                        elapsed, f"{budget:.0f}s" if transient else f"{attempts} attempts")
             time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 class Storage:
     """A job's storage root: read, write atomically, list, mark done — local or remote alike."""
 
-    def __init__(self, root: str, s3: S3Settings | None = None, retries: int = 5):
+    def __init__(self, root: str, s3: S3Settings | None = None, retries: int = 5,
+                 retry_budget_s: float | None = None):
+        """``retries`` bounds unknown failures; ``retry_budget_s`` (seconds, default
+        :func:`retry_budget_s`) bounds transient ones (see :func:`with_retries`)."""
         root = normalize_url(root)  # relative roots would not match the absolute paths fsspec lists
         self.root = root.rstrip("/") if root not in ("/",) else root
         self.s3 = s3
         self.retries = retries
+        self.retry_budget_s = retry_budget_s
         self.fs = filesystem(root, s3)
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return with_retries(fn, what=what, attempts=self.retries, budget_s=self.retry_budget_s)
+
+    def _fresh(self, path: str) -> str:
+        """``path``, with the filesystem's cached listings of it and its parents dropped.
+
+        s3fs answers ``exists`` / ``cat_file`` from directory listings cached earlier in the
+        process: an object written since (by a worker, or another run) would read as missing.
+        """
+        if protocol(self.root) != "file":
+            self.fs.invalidate_cache(path)
+        return path
 
     # --- paths -----------------------------------------------------------------------------
     def url(self, *parts: str) -> str:
@@ -170,12 +268,10 @@ class Storage:
 
     # --- reads -------------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
-        return with_retries(lambda: self.fs.exists(self._path(key)), what=f"exists {key}",
-                            attempts=self.retries)
+        return self._retry(lambda: self.fs.exists(self._fresh(self._path(key))), f"exists {key}")
 
     def read_bytes(self, key: str) -> bytes:
-        return with_retries(lambda: self.fs.cat_file(self._path(key)), what=f"read {key}",
-                            attempts=self.retries)
+        return self._retry(lambda: self.fs.cat_file(self._fresh(self._path(key))), f"read {key}")
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key).decode("utf-8"))
@@ -184,8 +280,7 @@ class Storage:
         """Keys (relative to the root) under ``prefix`` ending with ``suffix``, sorted."""
         base = self._path(prefix) if prefix else _strip(self.root)
         try:
-            found = with_retries(lambda: self.fs.find(base), what=f"list {prefix}",
-                                 attempts=self.retries)
+            found = self._retry(lambda: self.fs.find(self._fresh(base)), f"list {prefix}")
         except FileNotFoundError:
             return []
         root = _strip(self.root).rstrip("/")
@@ -205,6 +300,7 @@ class Storage:
         path = self._path(key)
 
         def _write() -> None:
+            failpoints.storage_write(key)
             if protocol(self.root) == "file":
                 directory = os.path.dirname(path)
                 os.makedirs(directory, exist_ok=True)
@@ -222,7 +318,7 @@ class Storage:
                 # A single PUT is atomic on object stores: readers see all or nothing.
                 self.fs.pipe_file(path, data)
 
-        with_retries(_write, what=f"write {key}", attempts=self.retries)
+        self._retry(_write, f"write {key}")
         return self.url(key)
 
     def write_json(self, key: str, obj: Any) -> str:
@@ -230,9 +326,8 @@ class Storage:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        if self.fs.exists(path):
-            with_retries(lambda: self.fs.rm(path, recursive=True), what=f"delete {key}",
-                         attempts=self.retries)
+        if self._retry(lambda: self.fs.exists(path), f"exists {key}"):
+            self._retry(lambda: self.fs.rm(path, recursive=True), f"delete {key}")
 
     # --- done markers -----------------------------------------------------------------------
     def mark_done(self, key: str, info: dict[str, Any] | None = None) -> None:

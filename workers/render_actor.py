@@ -72,6 +72,8 @@ class WorkerSettings:
     image_format: str = "jpg"
     quality: int = 92
     debug: bool = False
+    composite: str = "paste-back"        # or "official" (every pixel from the generator)
+    frame: str = "working"               # or "original" (back into the original photo)
     device: str = "cpu"
     precision: str = "fp32"
     warp_checkpoint: Optional[str] = None
@@ -222,6 +224,8 @@ class UnitProcessor:
             self.thresholds[k] = Threshold(**v)
         self._inputs: OrderedDict[tuple, Any] = OrderedDict()   # (kind, id, category) → inputs | Exception
         self._feats: OrderedDict[tuple, Any] = OrderedDict()    # (kind, id, category) → encoded row
+        self._photo_meta: dict[str, tuple[str, Optional[list[int]]]] = {}   # person → (source_uri, frame_box)
+        self._photos: OrderedDict[str, np.ndarray] = OrderedDict()          # person → original photo (few)
         self._nan_pairs = failpoints.nan_pairs()
         self.units_done = 0
         from concurrent.futures import ThreadPoolExecutor
@@ -258,6 +262,7 @@ class UnitProcessor:
                     if (r["height"], r["width"]) != (h, w):
                         raise ValueError(f"{kind} {i}: shard size {r['height']}×{r['width']} != {h}×{w}")
                     if kind == "person":
+                        self._photo_meta[i] = (r.get("source_uri"), r.get("frame_box"))
                         val = person_inputs(
                             i, decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
                             decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32),
@@ -309,7 +314,8 @@ class UnitProcessor:
         gids = sorted({g for _, g in good})
         return {"pb": PersonBatch.cat([pfeat[p] for p in pids]), "gb": GarmentBatch.cat([gfeat[g] for g in gids]),
                 "ppos": {p: n for n, p in enumerate(pids)}, "gpos": {g: n for n, g in enumerate(gids)},
-                "targets": torch.cat([persons[p].targets for p in pids]).to(self.device)}
+                "targets": torch.cat([persons[p].targets for p in pids]).to(self.device),
+                "background": torch.cat([persons[p].background for p in pids]).to(self.device)}
 
     def _run_batch(self, pairs: list[tuple[str, str]], ub: dict[str, Any], category: str,
                    worn: dict[str, Any]) -> dict[str, Any]:
@@ -322,9 +328,13 @@ class UnitProcessor:
         gi = torch.as_tensor([ub["gpos"][g] for _, g in pairs], device=self.device)
         gb, pb = ub["gb"], ub["pb"]
         out = self.pipe.run_pairs(gb, pb, gi, pi, batch_size=len(pairs))
-        tryon = out.tryon
+        tryon = out.tryon.float()
         person = pb.inputs  # float32 on the device
+        alpha = None
         with torch.inference_mode():
+            if self.s.composite == "paste-back":
+                tryon, alpha = self._paste_back(tryon, person.image.index_select(0, pi), out,
+                                                ub["background"].index_select(0, pi), gb.part_cls.index_select(0, gi))
             for j, (p, g) in enumerate(pairs):
                 if (p, g) in self._nan_pairs:  # failpoint nan_pairs (tests)
                     tryon[j] = float("nan")
@@ -335,7 +345,46 @@ class UnitProcessor:
                 targets=ub["targets"].index_select(0, pi),
                 paired=torch.tensor([worn.get(p) == g for p, g in pairs]))
         return {"tryon": tryon.cpu(), "cloth": out.warped_cloth.float().cpu(), "label": out.warped_label[:, 0].cpu(),
-                "scores": scores}
+                "alpha": None if alpha is None else alpha[:, 0].cpu(), "scores": scores}
+
+    def _paste_back(self, tryon, photo, out, background, part_cls):
+        """The delivered image: the photo's own pixels where nothing may change (the generator-stage
+        preserve region and the background, clear of the warped garment), feathered into the
+        generated pixels; returns it in [−1, 1] and the blend weights."""
+        from gpvton_core import composite as cp
+
+        band = cp.band_width(tryon.shape[-2])
+        garment = (out.warped_label == part_cls[:, :, None, None]).any(dim=1, keepdim=True).float()
+        keep = cp.keep_region(out.preserve_gen.float(), background, garment, clearance=max(1, band // 2))
+        alpha = cp.feather(keep, band)
+        delivered = cp.paste_back((tryon + 1) / 2, (photo.float() + 1) / 2, alpha)
+        return delivered * 2 - 1, alpha
+
+    def _original(self, person_id: str) -> np.ndarray:
+        """The person's original photo (RGB, EXIF orientation applied), a few cached per worker."""
+        if person_id in self._photos:
+            self._photos.move_to_end(person_id)
+            return self._photos[person_id]
+        from PIL import Image, ImageOps
+
+        from infra.storage import filesystem, with_retries
+
+        uri = self._photo_meta.get(person_id, (None, None))[0]
+        if not uri:
+            raise ValueError(f"person {person_id!r} has no source_uri in the shards")
+
+        def read() -> bytes:
+            fs = filesystem(uri, self.storage.s3)
+            path = uri[len("file://"):] if uri.startswith("file://") else uri
+            with fs.open(path, "rb") as fh:
+                return fh.read()
+
+        data = with_retries(read, what=f"read {uri}")
+        photo = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        self._photos[person_id] = photo
+        while len(self._photos) > 8:
+            self._photos.popitem(last=False)
+        return photo
 
     # -- outputs --
     def output_key(self, category: str, person_id: str, garment_id: str, ext: Optional[str] = None,
@@ -349,9 +398,11 @@ class UnitProcessor:
         return key
 
     def _encode_image(self, t, fmt: str) -> bytes:
+        return self._encode_array((((t.clamp(-1, 1) + 1) / 2) * 255).round().byte().permute(1, 2, 0).numpy(), fmt)
+
+    def _encode_array(self, arr: np.ndarray, fmt: str) -> bytes:
         from PIL import Image
 
-        arr = (((t.clamp(-1, 1) + 1) / 2) * 255).round().byte().permute(1, 2, 0).numpy()
         buf = io.BytesIO()
         img = Image.fromarray(arr)
         if fmt in ("jpg", "jpeg"):
@@ -362,8 +413,17 @@ class UnitProcessor:
             img.save(buf, format="PNG")
         return buf.getvalue()
 
-    def _write_outputs(self, key: str, category: str, p: str, g: str, tryon, cloth, label) -> None:
-        self.storage.write_bytes(key, self._encode_image(tryon, self.s.image_format))
+    def _write_outputs(self, key: str, category: str, p: str, g: str, tryon, cloth, label,
+                       original: Optional[tuple[np.ndarray, Optional[list[int]], Any]] = None) -> None:
+        if original is None:
+            self.storage.write_bytes(key, self._encode_image(tryon, self.s.image_format))
+        else:   # back into the original photo at its resolution (the photo's own pixels where alpha is 1)
+            from gpvton_core.composite import place_in_photo
+
+            photo, box, alpha = original
+            arr = (((tryon.clamp(-1, 1) + 1) / 2) * 255).round().byte().permute(1, 2, 0).numpy()
+            full = place_in_photo(arr, photo, box, None if alpha is None else alpha.numpy())
+            self.storage.write_bytes(key, self._encode_array(full, self.s.image_format))
         if cloth is not None:
             self.storage.write_bytes(self.output_key(category, p, g, "warped.png", "debug"),
                                      self._encode_image(cloth, "png"))
@@ -456,10 +516,19 @@ class UnitProcessor:
                     rows.append(error_row(p, g, "non-finite values in the try-on output"))
                     continue
                 key = self.output_key(category, p, g)
+                original = None
+                if self.s.frame == "original":
+                    try:
+                        original = (self._original(p), self._photo_meta[p][1],
+                                    None if res["alpha"] is None else res["alpha"][j])
+                    except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
+                        rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
+                                                    f"{type(exc).__name__}: {exc}"))
+                        continue
                 # encode + write on the writer threads: overlaps the next batch's compute
                 fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
                                           res["cloth"][j] if self.s.debug else None,
-                                          res["label"][j] if self.s.debug else None)
+                                          res["label"][j] if self.s.debug else None, original)
                 sc = {k: float(v[j]) for k, v in res["scores"].items()}
                 verdict = judge(sc, self.thresholds)
                 row = dict(
@@ -474,8 +543,12 @@ class UnitProcessor:
             try:
                 fut.result()
             except Exception as exc:  # noqa: BLE001 - storage failed after its retries
+                # a storage failure is not the pair's: the prefix makes a plain rerun re-plan it
+                from infra.storage import TRANSIENT_PREFIX, is_transient
+
+                again = TRANSIENT_PREFIX if is_transient(exc) or isinstance(exc, OSError) else ""
                 row.update(output_uri=None, output_key=None, flag="error", reason=None,
-                           error=f"write failed: {type(exc).__name__}: {exc}")
+                           error=f"{again}write failed: {type(exc).__name__}: {exc}")
 
         order = {pg: i for i, pg in enumerate(pairs)}
         rows.sort(key=lambda r: order[(r["person_id"], r["garment_id"])])

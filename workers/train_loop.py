@@ -327,6 +327,22 @@ class RunFiles:
 
 
 # ---- the loop ------------------------------------------------------------------------------------
+def _replica_spread(net, world: int) -> float:
+    """Largest difference between this rank's weight fingerprint and any other rank's (0.0: replicas identical).
+
+    DDP keeps the replicas equal by averaging gradients; a nonzero spread says it did not.
+    """
+    import torch
+    import torch.distributed as dist
+
+    p = torch.cat([q.detach().double().flatten() for q in _unwrap(net).parameters()])
+    ramp = torch.linspace(-1.0, 1.0, p.numel(), dtype=torch.float64)
+    probe = torch.stack([p.sum(), (p * p).sum(), (p * ramp).sum(), p.abs().max()])
+    every = [torch.zeros_like(probe) for _ in range(world)]
+    dist.all_gather(every, probe)
+    return max(float((e - probe).abs().max()) for e in every)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -507,6 +523,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             ray.train.report({"step": step + 1, "loss": v[0]})
     if bar is not None:
         bar.close()
+    if rows and _distributed():  # every rank takes part; rank 0 logs it with the last step
+        rows[-1]["replica_spread"] = _replica_spread(net, world)
     if start < steps or not out.exists("checkpoints/latest.json"):
         save_checkpoint(steps)
     files.finish(f"{stage}.safetensors", net, dict(meta_base, step=steps), stage)

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--force", action="store_true", default=None,
                         help="discard a previous plan/scores that differ from this run")
+    parser.add_argument("--retry-errors", action="store_true", default=None,
+                        help="also re-attempt error rows of a previous run caused by their input "
+                             "(pairs that failed for a storage reason are always re-attempted)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set output_format.quality=90")
@@ -44,7 +47,7 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         "resolution": args.resolution, "batch_size": args.batch_size, "unit_size": args.unit_size,
         "actors": args.actors, "device": args.device, "precision": args.precision,
         "output_format.format": args.format, "runner": args.runner, "address": args.address,
-        "force": args.force, "progress": False if args.no_progress else None,
+        "force": args.force, "retry_errors": args.retry_errors, "progress": False if args.no_progress else None,
     }
     data: dict[str, Any] = read_config_file(args.config) if args.config else {}
     data = apply_overrides(data, {k: v for k, v in flags.items() if v is not None})

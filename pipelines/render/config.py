@@ -34,6 +34,9 @@ class OutputConfig(StrictModel):
     format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
     debug: bool = False  # also write warped garment + label map under JOB/debug/
+    frame: Literal["working", "original"] = Field(
+        "working", description="original: the try-on put back into the original photo at its resolution "
+                               "(read from the shards' source_uri; framed photos through their frame_box)")
 
 
 class ThresholdConfig(StrictModel):
@@ -78,12 +81,19 @@ class RenderConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     output_format: OutputConfig = Field(default_factory=OutputConfig)
+    composite: Literal["paste-back", "official"] = Field(
+        "paste-back", description="paste-back: the photo's own pixels wherever the preserve region or the "
+                                  "background must not change (feathered); official: every pixel from the generator")
     thresholds: dict[str, ThresholdConfig] = Field(default_factory=_default_thresholds)
     max_unrendered_fraction: float = Field(0.05, ge=0, le=1, description="render exits 1 above this")
     max_failed_fraction: float = Field(0.05, ge=0, le=1, description="the QA gate: gpvton report exits 1 above this")
     address: Optional[str] = None  # Ray address; None = start a local Ray
     s3: S3Config = Field(default_factory=S3Config)
     force: bool = False
+    retry_errors: bool = Field(False, description="a rerun also re-attempts deterministic error rows (bad input, "
+                                                  "non-finite output); transient ones are always re-attempted")
+    lock_ttl_s: float = Field(120.0, gt=0, description="the job lock (JOB/lock.json) expires this long after the "
+                                                       "last heartbeat of a run that died without releasing it")
     progress: bool = True
 
     @model_validator(mode="before")

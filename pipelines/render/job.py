@@ -8,6 +8,8 @@ are described in ARCHITECTURE.md. A rerun with the same plan and model resumes: 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -18,10 +20,10 @@ import time
 from typing import Any, Optional
 
 from pipelines.cli import is_verbose
-from pipelines.config import ConfigError, resolved
+from pipelines.config import ConfigError, UserError, resolved
 from pipelines.render.config import RenderConfig
 from pipelines.render.plan import (detect_variant, plan_digest, plan_units, read_catalogue, read_pairs_file,
-                                   units_table, with_files)
+                                   units_table, units_to_redo, with_files)
 from pipelines.render.summary import final_lines, summarise
 
 log = logging.getLogger("gpvton.render")
@@ -134,15 +136,45 @@ def run_job(cfg: RenderConfig) -> JobResult:
                             append=True)
     root = logging.getLogger()
     root.addHandler(handler)
+    locked_out = False
     try:
-        return _run(cfg, s3, job)
+        with contextlib.ExitStack() as stack:  # releases the job lock, taken inside _run
+            return _run(cfg, s3, job, stack)
+    except JobLocked:
+        locked_out = True  # the running job owns driver.log: leave it alone
+        raise
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNO:
+            raise
+        raise UserError(f"cannot write to {cfg.output}: {exc.strerror or exc} ({exc.filename or 'output'}); "
+                        f"free space or make it writable, then rerun the same command: completed units are "
+                        f"kept, the rest is rendered") from exc
     finally:
         root.removeHandler(handler)
-        if job.exists("job.json"):
+        if not locked_out and job.exists("job.json"):
             handler.flush()
 
 
-def _run(cfg: RenderConfig, s3, job) -> JobResult:
+_OUTPUT_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a full or read-only output (PermissionError: the CLI)
+
+
+class JobLocked(UserError):
+    """Another live run holds ``JOB/lock.json`` (CLI exit code 2)."""
+
+
+def _take_lock(cfg: RenderConfig, job, stack: contextlib.ExitStack) -> None:
+    """One run per output: a second run refuses; a crashed run's lock expires after ``lock_ttl_s``."""
+    from infra.lease import Lease, LeaseHeld
+
+    lease = Lease(job, "lock.json", ttl_s=cfg.lock_ttl_s, what="render")
+    try:
+        lease.acquire()
+    except LeaseHeld as exc:
+        raise JobLocked(str(exc)) from None
+    stack.callback(lease.release)
+
+
+def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     from workers.render_actor import WorkerSettings, run_units_local, sha256_file
 
     t_start = time.time()
@@ -197,6 +229,7 @@ def _run(cfg: RenderConfig, s3, job) -> JobResult:
     }, sort_keys=True).encode()).hexdigest()[:16]
 
     # --- the persisted plan (resume) ---
+    _take_lock(cfg, job, stack)
     if job.exists("job.json") and not cfg.force:
         old = job.read_json("job.json")
         if old.get("fingerprint") != fingerprint:
@@ -226,6 +259,11 @@ def _run(cfg: RenderConfig, s3, job) -> JobResult:
     })
 
     done = {int(k.rsplit("unit-", 1)[1].split(".")[0]) for k in job.iter_done("scores")}
+    redo = units_to_redo(job, cfg.retry_errors) if done else {}
+    if redo:
+        log.info("re-attempting %d error rows in %d done units (%s)", sum(redo.values()), len(redo),
+                 "--retry-errors" if cfg.retry_errors else "transient storage failures")
+        done -= set(redo)
     todo = [with_files(u, index) for u in units if u["unit_id"] not in done]
     total_pairs = sum(len(u["pairs"]) for u in units)
     todo_pairs = sum(len(u["pairs"]) for u in todo)
@@ -236,6 +274,7 @@ def _run(cfg: RenderConfig, s3, job) -> JobResult:
         job_root=job.root, shards_root=cfg.shards, variant=variant, resolution=resolution,
         shard_size=tuple(shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
         quality=cfg.output_format.quality, debug=cfg.output_format.debug, device=device,
+        composite=cfg.composite, frame=cfg.output_format.frame,
         precision=cfg.precision, warp_checkpoint=cfg.checkpoints.warp,
         generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
         thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),

@@ -18,6 +18,8 @@ from pipelines.render.config import RenderConfig
 
 log = logging.getLogger("gpvton.render")
 
+PREFLIGHT_RETRY_S = 30.0  # the catalogue is read before anything is written: fail fast, rerun
+
 ID_COLUMNS = {"persons": ["person_id", "categories", "source", "height", "width", "worn_garment_id"],
               "garments": ["garment_id", "category", "source", "height", "width"]}
 
@@ -32,7 +34,7 @@ def read_catalogue(cfg: RenderConfig, s3) -> tuple[Any, Any, dict, dict]:
 
     from infra.storage import Storage, with_retries
 
-    st = Storage(cfg.shards, s3)
+    st = Storage(cfg.shards, s3, retry_budget_s=PREFLIGHT_RETRY_S)  # a wrong endpoint fails fast
     hint = "point --shards at the output of 'gpvton preprocess'"
     try:
         manifest = st.read_json("manifest.json") if st.exists("manifest.json") else {}
@@ -192,3 +194,28 @@ def plan_digest(units: list[dict]) -> str:
         h.update(json.dumps([u["unit_id"], u["category"], [(p["person_id"], p["garment_id"]) for p in u["pairs"]]],
                             separators=(",", ":")).encode())
     return h.hexdigest()[:16]
+
+
+def units_to_redo(job, retry_errors: bool = False) -> dict[int, int]:
+    """Done units that a rerun renders again: unit id → its error rows to re-attempt.
+
+    An error row whose ``error`` starts with ``infra.storage.TRANSIENT_PREFIX`` failed for a
+    storage reason (an outage beyond the in-run retry budget), not for its input: a transient
+    failure is not a result, so a plain rerun re-attempts it. Deterministic error rows (bad
+    input, non-finite output) are re-attempted only with ``retry_errors`` (``--retry-errors``).
+    The whole unit is rendered again and its score file replaced, so no pair is counted twice.
+    """
+    import io
+
+    import pyarrow.parquet as pq
+
+    from infra.storage import TRANSIENT_PREFIX
+
+    redo: dict[int, int] = {}
+    for key in job.iter_done("scores"):
+        t = pq.read_table(io.BytesIO(job.read_bytes(key)), columns=["unit_id", "flag", "error"])
+        n = sum(1 for f, e in zip(t.column("flag").to_pylist(), t.column("error").to_pylist())
+                if f == "error" and (retry_errors or (e or "").startswith(TRANSIENT_PREFIX)))
+        if n:
+            redo[int(key.rsplit("unit-", 1)[1].split(".")[0])] = n
+    return redo

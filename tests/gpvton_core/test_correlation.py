@@ -46,3 +46,21 @@ def test_bfloat16_close_to_float32():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         correlation(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError):  # 3 rows cannot be split over 2 person rows
+        correlation(torch.zeros(3, 2, 4, 4), torch.zeros(2, 2, 4, 4))
+
+
+@pytest.mark.parametrize("n,b,w", [(6, 2, 12), (6, 1, 7), (3, 3, 17)])
+def test_parts_share_the_person_rows(n, b, w):
+    """Row i of the first input meets row i mod B of the second (parts stacked part-major)."""
+    g = torch.Generator().manual_seed(2)
+    f = torch.randn(n, 6, 5, w, generator=g, dtype=torch.float64)
+    s = torch.randn(b, 6, 5, w, generator=g, dtype=torch.float64)
+    out = correlation(f, s)
+    assert torch.allclose(out, correlation_reference(f, s.repeat(n // b, 1, 1, 1)), atol=1e-14, rtol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the next conv wants
+
+
+def test_reduced_precision_returns_float32():
+    f = torch.randn(2, 8, 6, 6).bfloat16()
+    assert correlation(f, f).dtype == torch.float32  # the normalisation by C happens in float32

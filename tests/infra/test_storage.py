@@ -59,8 +59,8 @@ def test_transient_errors_are_retried_then_raised():
     def always():
         raise TimeoutError("gone")
 
-    with pytest.raises(TimeoutError):
-        with_retries(always, what="always", attempts=2, base_delay=0.001)
+    with pytest.raises(TimeoutError):  # transient: retried for budget_s seconds, then raised
+        with_retries(always, what="always", attempts=2, base_delay=0.001, budget_s=0.05)
 
 
 @pytest.mark.parametrize("raw", ["../x", "a/b", "..", "", "x" * 300, "naïve id", "/abs"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pipelines.cli import main
 from pipelines.demo import DEMO_ASSETS, shipped_model
 
@@ -46,18 +48,26 @@ def test_demo_default_uses_shipped_model(tmp_path, capsys):
     assert summary["model_note"] == meta["model_note"]
 
 
-def test_demo_random_weights(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_random_weights_on_ray_with_its_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    # 128×96 with the in-process runner keeps the test short; the default (Beam, Ray) is the same code
-    code = main(["demo", "--output", str(out), "--resolution", "128", "--runner", "local", "--no-progress",
+    # the demo's default runner (Ray), at 128×96 to keep it short; then the QA report it writes
+    code = main(["demo", "--output", str(out), "--resolution", "128", "--no-progress",
                  "--garments", "1", "--persons", "1", "--random-weights"])
     err = capsys.readouterr().err
     assert code == 0, err[-3000:]
     assert "RANDOMLY INITIALISED" in err and str(out / "job") in err and "SMALL DEMO MODEL" not in err
     job = out / "job"
     meta = json.loads((job / "job.json").read_text())
-    assert meta["random_weights"] and meta["model_note"].startswith("RANDOM WEIGHTS")
-    _check_job(job)
+    assert meta["random_weights"] and meta["model_note"].startswith("RANDOM WEIGHTS") and meta["runner"] == "ray"
+    assert list((job / "logs").glob("worker-*.log")), "no Ray worker log: did the render run on Ray?"
+    summary = _check_job(job)
+    report = json.loads((job / "report" / "summary.json").read_text())
+    assert f"{job / 'report' / 'index.html'} (exit " in err
+    assert report["pairs"] == summary["pairs"] and report["counts"] == summary["counts"]
+    assert report["success"] is (report["failed_fraction"] <= report["fail_limit"])
+    html = (job / "report" / "index.html").read_text()
+    assert "RANDOM WEIGHTS" in html and html.count(".jpg") >= summary["pairs"]
 
 
 def test_shipped_demo_model_really_warps(tmp_path):

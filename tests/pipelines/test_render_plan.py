@@ -43,11 +43,19 @@ def test_cross_plan_covers_every_compatible_pair_once(shards):
     assert set(index["persons"]) == set(p_cats) and set(index["garments"]) == set(g_cat)
 
 
-def test_units_reuse_features_block_structure(shards):
-    cfg, persons, garments, _ = _plan(shards, unit_size=4, categories=["upper"])
+@pytest.mark.parametrize("unit_size", [6, 9])
+def test_units_reuse_features_block_structure(shards, unit_size):
+    # a dense cross pairing whose blocks fit the unit size: every unit is a block, pairs = persons ×
+    # garments of the unit, so a worker encodes each person and garment once for many pairs
+    cfg, persons, garments, _ = _plan(shards, unit_size=unit_size, categories=["upper"])
     units = plan_units(cfg, persons, garments)
-    for u in units:  # a block: pairs = persons × garments of the unit
-        assert len(u["pairs"]) == len(u["person_ids"]) * len(u["garment_ids"]) or len(u["pairs"]) <= 4
+    assert len(units) > 1
+    for u in units:
+        assert len(u["pairs"]) == len(u["person_ids"]) * len(u["garment_ids"]) > 1
+        assert {(q["person_id"], q["garment_id"]) for q in u["pairs"]} == \
+            {(p, g) for p in u["person_ids"] for g in u["garment_ids"]}
+    encodes = sum(len(u["person_ids"]) + len(u["garment_ids"]) for u in units)
+    assert encodes < sum(len(u["pairs"]) for u in units)   # fewer encodes than pairs
 
 
 def test_filters_and_categories(shards):

@@ -97,6 +97,8 @@ def test_two_worker_ray_train(training_shards, ray_local, tmp_path):
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert (out / "warp.safetensors").is_file()
+    # each worker trained on its own pairs; averaged gradients keep both replicas' weights identical
+    assert rows[-1]["replica_spread"] == 0.0
 
 
 @pytest.mark.slow
