@@ -38,36 +38,41 @@ because the preserve masks depend on the garment category):
 The part label and the Dress Code type map are derived from ``parts`` and ``category``.
 At 1024×768 the warp runs at half resolution (GPVTON.md §4) and everything else at full.
 
-``precision="bf16"`` keeps weights and activations in bfloat16 (channels-last) for the
-networks while flows, the assembly and the final composition stay in float32. It only pays
-off on CPUs with native bf16 convolutions (AVX512-BF16 / AMX) or on GPUs; elsewhere oneDNN
-emulates bf16 and it is several times slower than fp32 (a RuntimeWarning says so).
-``precision="fp64"`` runs everything in float64 (verification only: slow).
+Every network runs channels-last (weights and activations; ``channels_last=False`` for the
+old NCHW layout). ``precision`` (see :mod:`gpvton_core.precision`):
+
+* ``"fp32"`` (default): everything float32.
+* ``"bf16"`` / ``"fp16"``: the convolutions of the groups a :class:`~gpvton_core.precision.Policy`
+  names run in the reduced dtype (default :data:`~gpvton_core.precision.MIXED`); offsets, grids,
+  sampling, the correlation's normalisation, the parsing argmax, the assembly and the composition
+  stay float32. bf16 only pays on CPUs with native bf16 (AVX512-BF16 / AMX) and on CUDA GPUs of
+  compute capability ≥ 8.0; elsewhere a RuntimeWarning says it will be slow.
+* ``"auto"``: bf16 where it is native, else fp32. ``pipe.precision`` is the resolved choice,
+  ``pipe.precision_info()`` what a job records about it.
+* ``"fp64"``: everything float64 (verification only: slow).
+
+``compile=True`` wraps the decoder and the generator in ``torch.compile`` (inductor; a string
+names the mode, e.g. ``"reduce-overhead"`` for CUDA graphs); off by default
+(bench/bench_core.py and bench/gpu_check.py measure whether it pays on a machine).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, fields
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import assembly as asm
+from . import precision as prec
 from .generator import TryOnGenerator
+from .precision import Policy, Precision
 from .warp import GarmentFeatures, LFGPWarp, PersonFeatures
 
-Precision = Literal["fp32", "bf16", "fp64"]
 Index = Union[Tensor, Sequence[int]]
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _idx(i: Index, device: torch.device) -> Tensor:
@@ -139,7 +144,7 @@ class GarmentBatch:
     """Encoded garments plus the full-resolution tensors the assembly needs."""
 
     features: GarmentFeatures
-    parts_warp: Tensor  # B×3×h×w part masks at warp resolution (network dtype)
+    parts_warp: Tensor  # B×3×h×w part masks at warp resolution, float32
     clothes: Tensor  # B×3×H×W garment·mask, float32
     parts: Tensor  # B×3×H×W, float32
     part_cls: Tensor  # B×3 long
@@ -169,7 +174,7 @@ class PersonBatch:
     """Encoded persons plus the full-resolution tensors the assembly and generator need."""
 
     features: PersonFeatures
-    preserve_warp_lr: Tensor  # B×1×h×w at warp resolution (network dtype)
+    preserve_warp_lr: Tensor  # B×1×h×w at warp resolution, float32
     inputs: PersonInputs  # float32, on the pipeline device
 
     def __len__(self) -> int:
@@ -208,9 +213,8 @@ class TryOnPipeline:
 
     def __init__(self, warp: LFGPWarp, generator: TryOnGenerator, *, resolution: tuple[int, int] = (512, 384),
                  device: Union[str, torch.device] = "cpu", precision: Precision = "fp32",
-                 quantize: bool = True) -> None:
-        if precision not in ("fp32", "bf16", "fp64"):
-            raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp64', got {precision!r}")
+                 quantize: bool = True, channels_last: bool = True, policy: Optional[Policy] = None,
+                 compile: Union[bool, str] = False) -> None:
         h, w = resolution
         if h % 32 or w % 32 or (h >= 1024 and (h // 2) % 32):
             raise ValueError(f"resolution {resolution} must be a multiple of 32")
@@ -218,18 +222,46 @@ class TryOnPipeline:
         self.resolution = (int(h), int(w))
         self.half_res_warp = h >= 1024
         self.device = torch.device(device)
-        self.precision = precision
+        self.requested_precision = precision
+        self.precision, self.precision_reason = prec.resolve(precision, self.device)
+        if self.precision in ("bf16", "fp16") and precision != "auto":
+            native, why = prec.native_bf16(self.device)
+            if not native or (self.precision == "fp16" and self.device.type == "cpu"):
+                warnings.warn(f"precision={self.precision!r} on a {why}: it will be slower than fp32",
+                              RuntimeWarning, stacklevel=2)
+        self.policy = prec.policy_for(self.precision, policy)
         self.quantize = quantize
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}[precision]
-        if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_native_bf16():
-            warnings.warn("precision='bf16' on a CPU without native bf16 convolutions (no AVX512-BF16/AMX): "
-                          "it will be slower than fp32", RuntimeWarning, stacklevel=2)
-        # assembly / composition dtype: float32, or float64 for verification runs
-        self.out_dtype = torch.float64 if precision == "fp64" else torch.float32
-        fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
-        self.warp = warp.to(self.device, self.dtype, memory_format=fmt).eval()
-        self.generator = generator.to(self.device, self.dtype, memory_format=fmt).eval()
-        self._fmt = fmt
+        # dtype of what the pipeline hands to the networks and of the assembly / composition
+        self.dtype = torch.float64 if self.precision == "fp64" else torch.float32
+        self.out_dtype = self.dtype
+        self._fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.warp = warp.to(self.device, self.dtype, memory_format=self._fmt).eval()
+        self.generator = generator.to(self.device, self.dtype, memory_format=self._fmt).eval()
+        prec.apply_warp(self.warp, self.policy)
+        prec.apply_generator(self.generator, self.policy)
+        red = self.policy.dtype if self.policy is not None else self.dtype
+        # cached pyramids: garment rows are sampled, person rows correlated, per pair
+        self._garment_dtype = red if self.policy is not None and self.policy.sample else self.dtype
+        self._person_dtype = red if self.policy is not None and self.policy.corr else self.dtype
+        self.compiled: Union[bool, str] = compile
+        self._decode = self.warp.decode_pairs
+        self._generate = self.generator.infer
+        if compile:  # True: inductor's default mode; a string names the mode ("reduce-overhead": CUDA graphs)
+            mode = None if compile is True else str(compile)
+            self._decode = torch.compile(self.warp.decode_pairs, mode=mode, dynamic=False)
+            self._generate = torch.compile(self.generator.infer, mode=mode, dynamic=False)
+
+    def precision_info(self) -> dict[str, Any]:
+        """What a job records (job.json) about the numeric precision it ran with."""
+        native, why = prec.native_bf16(self.device)
+        info: dict[str, Any] = {"requested": self.requested_precision, "resolved": self.precision,
+                                "reason": self.precision_reason, "device": str(self.device),
+                                "native_bf16": native, "native_bf16_reason": why,
+                                "channels_last": self._fmt == torch.channels_last, "compile": self.compiled,
+                                "policy": None if self.policy is None else self.policy.as_dict()}
+        if self.device.type == "cpu":
+            info["cpu_flags"] = prec.cpu_flags()
+        return info
 
     @classmethod
     def from_checkpoints(cls, warp_ckpt, generator_ckpt, **kwargs) -> "TryOnPipeline":
@@ -274,7 +306,8 @@ class TryOnPipeline:
             tm = self._net(self._lowres(asm.type_map(cats, self.resolution, self.out_dtype, self.device), True))
         x = self._net(torch.cat((self._lowres(clothes, True), self._lowres(label, False)), 1))
         feats = self.warp.encode_garment(x, tm)
-        return GarmentBatch(feats, self._net(self._lowres(parts, False)), clothes, parts, part_cls, extra_cls, cats)
+        feats = GarmentFeatures([f.to(self._garment_dtype) for f in feats.pyramid], feats.type_map)
+        return GarmentBatch(feats, self._lowres(parts, False), clothes, parts, part_cls, extra_cls, cats)
 
     @torch.inference_mode()
     def encode_persons(self, p: PersonInputs) -> PersonBatch:
@@ -284,16 +317,17 @@ class TryOnPipeline:
                            None if p.category is None else list(p.category))
         cond = self._lowres(pin.cond(), False)
         feats = self.warp.encode_person(self._net(cond))
-        return PersonBatch(feats, self._net(self._lowres(pin.preserve_warp, False)), pin)
+        feats = PersonFeatures([f.to(self._person_dtype) for f in feats.pyramid])
+        return PersonBatch(feats, self._lowres(pin.preserve_warp, False), pin)
 
     # -- pairs ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def _run_chunk(self, gb: GarmentBatch, pb: PersonBatch, gi: Tensor, pi: Tensor) -> TryOnOutputs:
-        out = self.warp.decode(gb.features.select(gi), pb.features.select(pi),
-                               _parts_stacked(gb.parts_warp.index_select(0, gi).unsqueeze(2)),
-                               pb.preserve_warp_lr.index_select(0, pi), mode="inference")
-        flow = out.last_flow.to(self.out_dtype)
-        seg = asm.seg_argmax(out.seg_logits)
+        last_flow, seg_logits = self._decode(gb.features, pb.features, gi, pi,
+                                             _parts_stacked(gb.parts_warp.index_select(0, gi).unsqueeze(2)),
+                                             pb.preserve_warp_lr.index_select(0, pi))
+        flow = last_flow.to(self.out_dtype)
+        seg = asm.seg_argmax(seg_logits)
         if self.half_res_warp:
             flow, seg = asm.upsample_flow(flow), asm.upsample_labels(seg)
         parts = gb.parts.index_select(0, gi)
@@ -311,7 +345,7 @@ class TryOnPipeline:
         x, edge = asm.generator_input(person.image.index_select(0, pi), preserve_gen,
                                       cloth, label, person.skin.index_select(0, pi),
                                       person.pose.index_select(0, pi), self.variant)
-        raw = self.generator.infer(self._net(x)).to(self.out_dtype)
+        raw = self._generate(self._net(x)).to(self.out_dtype).contiguous()
         tryon, rendered, mask = asm.compose(raw, cloth, edge)
         return TryOnOutputs(tryon, cloth, label.round().long(), mask, rendered, seg.long(), warped_parts,
                             asm.generator_preserve(preserve_gen, edge, self.variant))

@@ -13,11 +13,24 @@ encoded once, the decoder runs per pair)::
     out.last_flow   # 3B×2×H×W, batch order [left; middle; right]
     out.seg_logits  # B×C×H×W (C = 7 VITON-HD, 10 Dress Code), tanh-bounded
 
-``mode="inference"`` computes only ``last_flow`` and the final parsing: the attention head,
-the full-garment warps, the warped part images, the second-difference filters and the parsing
-branch of levels 0–3 are skipped (they only feed training losses). ``mode="training"`` fills
-every field of :class:`WarpOutputs` (the official 11 outputs). ``forward`` takes the official
-11 (12 for Dress Code) arguments and runs the whole thing.
+``mode="inference"`` (:meth:`FlowDecoder.infer`) computes only ``last_flow`` and the final
+parsing: the attention head, the full-garment warps, the warped part images, the
+second-difference filters and the parsing branch of levels 0–3 are skipped (they only feed
+training losses). It also reorders linear operations so that less is computed per pair
+(identical in exact arithmetic, float32 rounding apart):
+
+* the person half of each refine head's and of the parsing head's first convolution,
+  ``conv(cat(g, p)) = conv_g(g) + conv_p(p)``, is computed once per person, not per pair;
+* the first level's correlation is computed once, not once per part (its garment input is
+  not warped yet);
+* garment features are gathered (:func:`flow.sample_rows`) for every part and pair straight
+  from the garment rows, channels-last, instead of being repeated and resampled with ``grid_sample``;
+* the last level's up2 → warp → mask → concat → 1×1 conv becomes the 1×1 conv's per-part
+  slices at half resolution, gathered with the ×2 upsampling and the masks folded into the
+  sampling weights (:func:`flow.sample_rows_up2`).
+
+``mode="training"`` fills every field of :class:`WarpOutputs` (the official 11 outputs) with
+the official operations. ``forward`` takes the official 11 (12 for Dress Code) arguments.
 """
 
 from __future__ import annotations
@@ -170,6 +183,9 @@ class FlowDecoder(nn.Module):
         training = mode == "training"
         if mode not in ("inference", "training"):
             raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
+        if not training:
+            last_flow, seg = self.infer(gpyr, ppyr, part_masks, preserve, type_map)
+            return WarpOutputs(last_flow=last_flow, seg_logits=seg)
         if training and (part_images is None or image is None or mask is None):
             raise ValueError("training mode needs part_images, image and mask")
         tm = type_map
@@ -228,6 +244,105 @@ class FlowDecoder(nn.Module):
         return WarpOutputs(last_flow=flow, seg_logits=seg, **out)
 
 
+    def infer(self, gpyr: Sequence[Tensor], ppyr: Sequence[Tensor], part_masks: Tensor, preserve: Tensor,
+              type_map: Optional[Tensor] = None, garment_rows: Optional[Tensor] = None,
+              person_rows: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Inference decoder → (last_flow 3B×2×H×W, seg_logits B×C×H×W) in the flow dtype.
+
+        gpyr / ppyr: pyramids of R garment / U person rows (any dtype the policy chose);
+        pair b reads garment row ``garment_rows[b]`` and person row ``person_rows[b]`` (default:
+        row b of both). part_masks: 3B×1×H×W per pair ([left; middle; right]); preserve:
+        B×1×H×W per pair; type_map: R×1×H×W per garment row (Dress Code). The flow dtype is
+        float64 for float64 features, else float32.
+        """
+        b = part_masks.shape[0] // 3
+        dev = gpyr[0].device
+        fdt = torch.float64 if gpyr[0].dtype == torch.float64 else torch.float32
+        gi = torch.arange(b, device=dev) if garment_rows is None else garment_rows.to(dev)
+        pi = torch.arange(b, device=dev) if person_rows is None else person_rows.to(dev)
+        gi3 = gi.repeat(3)
+        g_used, g_inv = _used_rows(gi, gpyr[0].shape[0])  # only garment / person rows some pair reads
+        p_used, p_inv = _used_rows(pi, ppyr[0].shape[0])
+        n_p = ppyr[0].shape[0] if p_used is None else p_used.numel()
+        # person-side tensors of the used rows reach the pairs by broadcasting (one person) or by p_inv
+        rows_p = None if n_p == 1 or (n_p == b and bool((p_inv == torch.arange(b, device=dev)).all())) else p_inv
+        tm = None if type_map is None else type_map.index_select(0, gi)
+        mains = (self.netLeftMain, self.netTorsoMain, self.netRightMain)
+        refines = (self.netLeftRefine, self.netTorsoRefine, self.netRightRefine)
+        flow: Optional[Tensor] = None
+        seg: Optional[Tensor] = None
+        for i in range(NUM_LEVELS):
+            g, p = gpyr[NUM_LEVELS - 1 - i], ppyr[NUM_LEVELS - 1 - i]
+            if p_used is not None:
+                p = p.index_select(0, p_used)
+            p_pairs = p if rows_p is None else p.index_select(0, rows_p)
+            if flow is None:  # the garment is not warped yet: one cost volume serves all three parts
+                cost = F.leaky_relu(correlation(g.index_select(0, gi), p_pairs), LRELU_SLOPE)
+                cost = cost.to(_in_dtype(mains[0][i]))
+                d1 = torch.cat([net[i](cost, tm) for net in mains])
+            else:
+                cost = F.leaky_relu(correlation(fl.sample_rows(g, gi3, flow), p_pairs), LRELU_SLOPE)
+                cost = cost.to(_in_dtype(mains[0][i]))
+                d1 = torch.cat([net[i](ck, tm) for net, ck in zip(mains, cost.chunk(3))])
+            d1 = d1.to(fdt)
+            flow = fl.offset_to_grid(d1) if flow is None else fl.compose(flow, d1)
+            parts = fl.sample_rows(g, gi3, flow).chunk(3)
+            d2 = torch.cat([_split_head(net[i], gk, _person_half(net[i], p), rows_p, tm)
+                            for net, gk in zip(refines, parts)]).to(fdt)
+            flow = fl.compose(flow, d2)
+            flow_up = fl.up2(flow)
+            if i == NUM_LEVELS - 1:
+                keep = (1 - preserve.to(fdt)).repeat(3, 1, 1, 1)
+                weight = fl.warp(part_masks.to(fdt), flow_up) * keep  # warped part mask outside the preserve region
+                fuse = self.netPartFusion[i]
+                c = g.shape[1]
+                w1 = fuse[0].weight  # C×3C×1×1: the per-part slices, stacked as 3C outputs
+                w_parts = w1.view(c, 3, c, 1, 1).transpose(0, 1).reshape(3 * c, c, 1, 1)
+                gu = g if g_used is None else g.index_select(0, g_used)
+                table = F.conv2d(gu.to(w1.dtype), w_parts).to(g.dtype)
+                fused = fl.sample_rows_up2(table, g_inv, flow_up, weight)
+                fused = fused + fuse[0].bias.to(fused.dtype).view(1, c, 1, 1)
+                fused = fuse[1](fused.to(_in_dtype(fuse[1])))
+                seg = _split_head(self.netSeg[i], fused, _person_half(self.netSeg[i], fl.up2(p)), rows_p, tm)
+            flow = flow_up
+        assert flow is not None and seg is not None
+        return flow, seg.to(fdt)
+
+
+def _in_dtype(module: nn.Module) -> torch.dtype:
+    """dtype of a module's first convolution (its inputs are cast to it)."""
+    return next(m for m in module.modules() if isinstance(m, nn.Conv2d)).weight.dtype
+
+
+def _used_rows(idx: Tensor, n: int) -> tuple[Optional[Tensor], Tensor]:
+    """(sorted rows that ``idx`` uses, or None when it uses all ``n``; ``idx`` relative to them)."""
+    used, inv = torch.unique(idx, sorted=True, return_inverse=True)
+    return (None if used.numel() == n else used), inv
+
+
+def _person_half(head: nn.Module, p: Tensor) -> Tensor:
+    """Person half (+ bias) of a head's first conv on cat(garment, person): once per person row."""
+    first = head[0]
+    w = first.weight
+    c = w.shape[1] - p.shape[1]
+    return F.conv2d(p.to(w.dtype), w[:, c:], first.bias, first.stride, first.padding)
+
+
+def _split_head(head: nn.Module, x: Tensor, person_half: Tensor, rows: Optional[Tensor],
+                type_map: Optional[Tensor]) -> Tensor:
+    """``head(cat(x, p[rows]), type_map)`` with the person half of the first conv precomputed.
+
+    rows None: ``person_half`` already has one row per pair, or a single row for all of them.
+    """
+    first = head[0]
+    w = first.weight
+    y = F.conv2d(x.to(w.dtype), w[:, :x.shape[1]], None, first.stride, first.padding)
+    y.add_(person_half if rows is None else person_half.index_select(0, rows))
+    for m in list(head)[1:]:
+        y = m(y, type_map) if getattr(m, "takes_segmap", False) else m(y)
+    return y
+
+
 class LFGPWarp(nn.Module):
     """GP-VTON warping module (official ``AFWM_Vitonhd_lrarms`` / ``AFWM_Dressescode_lrarms``).
 
@@ -283,6 +398,17 @@ class LFGPWarp(nn.Module):
             raise ValueError(f"garment rows ({len(garment)}) != person rows ({len(person)})")
         return self.aflow_net(garment.pyramid, person.pyramid, part_masks, preserve, garment.type_map,
                               part_images, image, mask, mode)
+
+    def decode_pairs(self, garment: GarmentFeatures, person: PersonFeatures, garment_rows: Optional[Tensor],
+                     person_rows: Optional[Tensor], part_masks: Tensor, preserve: Tensor) -> tuple[Tensor, Tensor]:
+        """Inference decode of pairs (garment_rows[b], person_rows[b]) straight from encoded rows.
+
+        No rows are copied per pair; part_masks 3B×1×H×W and preserve B×1×H×W are per pair.
+        Rows None: pair b = garment row b and person row b.
+        Returns (last_flow 3B×2×H×W, seg_logits B×C×H×W) in float32 (float64 for float64 features).
+        """
+        return self.aflow_net.infer(garment.pyramid, person.pyramid, part_masks, preserve, garment.type_map,
+                                    garment_rows, person_rows)
 
     def forward(self, cond: Tensor, garment: Tensor, garment_mask: Tensor, garment_label: Tensor,
                 garment_left: Tensor, garment_mid: Tensor, garment_right: Tensor,

@@ -122,3 +122,43 @@ def test_bf16_pipeline_runs_and_stays_close():
     b = p16.cross(gb16, pb16)
     assert b.tryon.dtype == torch.float32 and torch.isfinite(b.tryon).all()
     assert (a.tryon - b.tryon).abs().mean() < 0.1
+
+
+def test_channels_last_matches_nchw():
+    person, garment = make_inputs(2, 2, H, W, seed=5)
+    outs = []
+    for cl in (True, False):
+        pipe = _pipe(channels_last=cl)
+        outs.append(pipe.cross(pipe.encode_garments(garment), pipe.encode_persons(person)))
+    a, b = outs
+    assert (a.tryon - b.tryon).abs().max() < 1e-4 and torch.equal(a.warped_label, b.warped_label)
+    assert a.tryon.is_contiguous()  # outputs are plain NCHW for the consumers
+
+
+@pytest.mark.filterwarnings("ignore:precision='bf16' on a CPU")
+def test_mixed_policy_puts_each_group_in_its_dtype():
+    from gpvton_core.precision import MIXED
+
+    pipe = _pipe(precision="bf16")
+    dec = pipe.warp.aflow_net
+    assert pipe.precision == "bf16" and pipe.policy == MIXED
+    assert pipe.warp.image_features.encoders[0][0].block[2].weight.dtype == torch.float32  # encoders: fp32
+    head = dec.netLeftRefine[4]
+    assert head[0].weight.dtype == torch.bfloat16 and head[-1].weight.dtype == torch.float32  # offsets: fp32
+    assert dec.netSeg[4][-2].weight.dtype == torch.float32  # parsing logits (before Tanh): fp32
+    gen_convs = [m for m in pipe.generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert gen_convs[0].weight.dtype == torch.bfloat16 and gen_convs[-1].weight.dtype == torch.float32
+    bn = next(m for m in pipe.generator.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.running_var.dtype == torch.float32  # statistics stay fp32 (BatchNorm runs mixed)
+    info = pipe.precision_info()
+    assert info["resolved"] == "bf16" and info["policy"]["encoders"] is False and "cpu_flags" in info
+
+
+def test_auto_precision_follows_the_hardware():
+    from gpvton_core.precision import native_bf16
+
+    pipe = _pipe(precision="auto")
+    assert pipe.precision == ("bf16" if native_bf16("cpu")[0] else "fp32")
+    assert pipe.precision_info()["requested"] == "auto" and pipe.precision_reason.startswith("auto:")
+    with pytest.raises(ValueError):
+        _pipe(precision="int8")  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Parity with the official networks on the reference fixtures (spec/parity).
 
 float64 is the sharpest check (tolerance 1e-9); float32 checks the tolerances a production run
-lives with. Every network runs in both (the Dress Code float64 case is the slowest test of the
+lives with, also on the production path (split encoders + ``decode_pairs``, channels-last), whose
+channels-last convolutions and instance norms must stay within them. Every network runs in both (the Dress Code float64 case is the slowest test of the
 suite, about a minute on a quiet 2-core machine). ``python -m gpvton_core.parity DIR --dtype both``
 is the same check from the command line.
 """
@@ -21,6 +22,9 @@ CASES = [
     pytest.param("warp_dresscode", torch.float32, id="warp_dresscode-float32"),
     pytest.param("warp_vitonhd", torch.float32, id="warp_vitonhd-float32"),
     pytest.param("warp_dresscode", torch.float64, id="warp_dresscode-float64"),
+    pytest.param("warp_vitonhd", parity.Run(torch.float32, "inference", True), id="warp_vitonhd-float32-inference-cl"),
+    pytest.param("warp_dresscode", parity.Run(torch.float32, "inference", True), id="warp_dresscode-float32-inference-cl"),
+    pytest.param("generator", parity.Run(torch.float32, "training", True), id="generator-float32-cl"),
 ]
 
 
@@ -46,6 +50,8 @@ def test_fixture(fixtures, name, dtype):
     names = {c.name for c in checks}
     if name == "generator":
         assert {"in_gen_inputs", "ref_gen_raw", "ref_p_tryon"} <= names
+    elif isinstance(dtype, parity.Run) and dtype.path == "inference":  # no training-only debug outputs
+        assert {"ref_last_flow", "ref_seg_logits", "ref_warped_cloth", "ref_warped_label"} == names
     else:
         assert {"ref_last_flow", "ref_seg_logits", "ref_warped_cloth", "ref_warped_label", "dbg_attention_l0",
                 "dbg_delta_l1_refine"} <= names

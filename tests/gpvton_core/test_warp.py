@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +9,6 @@ from gpvton_core.warp import LFGPWarp, stack_parts
 from .conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-KEYS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "checkpoints"
 
 
 def _args(variant: str, b: int, h: int, w: int, seed: int = 0, dtype=torch.float64) -> list[torch.Tensor]:
@@ -37,11 +34,15 @@ def _model(variant: str, seed: int = 0, width: float = TINY) -> LFGPWarp:
 @pytest.mark.parametrize("variant", ["vitonhd", "dresscode"])
 def test_keys_identical_at_any_width(variant):
     small = LFGPWarp(variant, 0.125).state_dict()
-    path = KEYS / f"warp_{variant}_keys.json"
-    if path.is_file():
-        assert list(small) == list(json.loads(path.read_text()))
     assert list(small) == list(LFGPWarp(variant, 1 / 32).state_dict())
     assert "aflow_net.weight" not in small and "aflow_net.second_diff" not in small
+
+
+@pytest.mark.parametrize("variant", ["vitonhd", "dresscode"])
+def test_keys_match_the_official_table(spec_dir, variant):
+    """The official checkpoints' key tables (shared data: skips locally when absent, fails under CI=true)."""
+    table = spec_dir / "checkpoints" / f"warp_{variant}_keys.json"
+    assert list(LFGPWarp(variant, 0.125).state_dict()) == list(json.loads(table.read_text()))
 
 
 def test_small_heads_keep_a_channel_floor():
@@ -62,8 +63,9 @@ def test_split_api_equals_monolithic_forward(variant):
     args = _args(variant, b, h, w)
     with torch.no_grad():
         full = m(*args)  # official forward, all outputs
-        inf = m(*args, mode="inference")
-        assert torch.equal(inf.last_flow, full.last_flow) and torch.equal(inf.seg_logits, full.seg_logits)
+        inf = m(*args, mode="inference")  # reordered linear algebra: equal up to float64 rounding
+        assert torch.allclose(inf.last_flow, full.last_flow, atol=1e-10, rtol=0)
+        assert torch.allclose(inf.seg_logits, full.seg_logits, atol=1e-9, rtol=0)
         assert inf.flows == [] and inf.segs == []
         # cross product style: encode each side once, gather rows per pair
         cond, clothes, edge, label = args[:4]
@@ -75,8 +77,8 @@ def test_split_api_equals_monolithic_forward(variant):
         masks = stack_parts(*(a[order] for a in args[7:10]))
         out = m.decode(gsel, psel, masks, args[10][order], mode="inference")
     ref_flow = full.last_flow.view(3, b, 2, h, w)[:, order].reshape(3 * b, 2, h, w)
-    assert torch.allclose(out.last_flow, ref_flow, atol=1e-12, rtol=0)
-    assert torch.allclose(out.seg_logits, full.seg_logits[order], atol=1e-12, rtol=0)
+    assert torch.allclose(out.last_flow, ref_flow, atol=1e-10, rtol=0)
+    assert torch.allclose(out.seg_logits, full.seg_logits[order], atol=1e-9, rtol=0)
 
 
 def test_features_cat_and_select_roundtrip():
@@ -145,7 +147,7 @@ def test_bf16_weights_run_and_keep_float32_flows():
     with torch.no_grad():
         out = m(*args, mode="inference")
     assert out.last_flow.dtype == torch.float32 and torch.isfinite(out.last_flow).all()
-    assert out.seg_logits.dtype == torch.bfloat16
+    assert out.seg_logits.dtype == torch.float32  # inference outputs come back in the flow dtype
 
 
 def test_invalid_variant_and_mode():
@@ -157,3 +159,59 @@ def test_invalid_variant_and_mode():
     with pytest.raises(ValueError):
         m.encode_garment(torch.zeros(1, 4, 64, 64)) if False else LFGPWarp("dresscode", TINY).encode_garment(
             torch.zeros(1, 4, 64, 64))
+
+
+@pytest.mark.parametrize("gather", [True, False], ids=["gather", "grid_sample"])
+def test_sampling_equals_grid_sample(monkeypatch, gather):
+    """Both implementations (CPU gather, GPU grid_sample) of the inference samplers, against the official ops."""
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(fl, "GATHER_DEVICES", {"cpu"} if gather else set())
+    g = torch.Generator().manual_seed(3)
+    r, c, h, w, k, b = 3, 5, 6, 8, 3, 4
+    feats = torch.randn(r, c, h, w, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    rows = torch.tensor([2, 0, 1, 2])
+    flow = torch.rand(b, 2, h, w, generator=g, dtype=torch.float64) * 2.6 - 1.3  # some outside: border padding
+    ref = F.grid_sample(feats[rows], flow.permute(0, 2, 3, 1), padding_mode="border", align_corners=False)
+    out = fl.sample_rows(feats, rows, flow)
+    assert torch.allclose(out, ref, atol=1e-13, rtol=0) and out.is_contiguous(memory_format=torch.channels_last)
+    # last level: Σ_k scale_k · warp(up2(part k), flow_k), parts as channel blocks of one table
+    parts = torch.randn(k, r, c, h, w, generator=g, dtype=torch.float64)
+    table = parts.permute(1, 0, 2, 3, 4).reshape(r, k * c, h, w).contiguous(memory_format=torch.channels_last)
+    flows = torch.rand(k * b, 2, 2 * h, 2 * w, generator=g, dtype=torch.float64) * 2.6 - 1.3
+    scale = torch.rand(k * b, 1, 2 * h, 2 * w, generator=g, dtype=torch.float64)
+    ref = sum(fl.warp(fl.up2(parts[j][rows]), flows[j * b:(j + 1) * b], padding="border") * scale[j * b:(j + 1) * b]
+              for j in range(k))
+    out = fl.sample_rows_up2(table, rows, flows, scale)
+    assert torch.allclose(out, ref, atol=1e-13, rtol=0) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_instance_norm_is_accurate():
+    """GroupNorm's channels-last kernel loses ~3 digits at this size; ours must match instance_norm."""
+    from gpvton_core.blocks import _in
+
+    x = torch.randn(2, 16, 128, 96, dtype=torch.float64) * 0.3 + 2.0  # offset mean: cancellation-prone
+    ref = torch.nn.functional.instance_norm(x, eps=1e-5)
+    out = _in(x.float().contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.double() - ref).abs().max() < 1e-5
+    assert (_in(x.bfloat16().contiguous(memory_format=torch.channels_last)).double() - ref).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("variant", ["vitonhd", "dresscode"])
+def test_decode_pairs_reads_rows_in_place(variant):
+    """Pairs index encoded rows directly (any order, repeats, one shared person) = decoding selected rows."""
+    b, h, w = 3, 64, 64
+    m = _model(variant)
+    args = _args(variant, b, h, w, seed=5)
+    cond, clothes, _, label = args[:4]
+    with torch.no_grad():
+        gf = m.encode_garment(torch.cat((clothes, label), 1), args[11] if variant == "dresscode" else None)
+        pf = m.encode_person(cond)
+        for gi, pi in (([2, 0, 2, 1], [1, 1, 1, 1]), ([1, 2, 0], [2, 0, 0])):
+            gi, pi = torch.tensor(gi), torch.tensor(pi)
+            masks = stack_parts(*(a[gi] for a in args[7:10]))
+            flow, seg = m.decode_pairs(gf, pf, gi, pi, masks, args[10][pi])
+            ref = m.decode(gf.select(gi), pf.select(pi), masks, args[10][pi], mode="inference")
+            assert torch.allclose(flow, ref.last_flow, atol=1e-10, rtol=0)
+            assert torch.allclose(seg, ref.seg_logits, atol=1e-9, rtol=0)
