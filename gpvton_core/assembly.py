@@ -51,15 +51,17 @@ def garment_label_divisor(variant: str) -> float:
 
 def garment_label(parts: Tensor, variant: str, categories: Sequence[str]) -> Tensor:
     """B×1 warp input label from B×3 part masks: Σ_k cls_k·mask_k / divisor."""
-    cls = class_table(variant, categories, parts.device)[0].to(parts.dtype)
-    label = (parts * cls.view(-1, 3, 1, 1)).sum(1, keepdim=True)
-    return label / garment_label_divisor(variant)
+    # As the official loader: the fraction is formed in float32, then widened (an fp64 run
+    # reproduces the official inputs bit for bit instead of exact float64 fractions).
+    cls = class_table(variant, categories, parts.device)[0].float()
+    label = (parts.float() * cls.view(-1, 3, 1, 1)).sum(1, keepdim=True)
+    return (label / garment_label_divisor(variant)).to(parts.dtype)
 
 
 def type_map(categories: Sequence[str], size: tuple[int, int], dtype: torch.dtype = torch.float32,
              device: torch.device | str = "cpu") -> Tensor:
     """Constant Dress Code type map B×1×H×W (1/3 upper, 2/3 lower, 1 dresses)."""
-    v = torch.tensor([TYPE_VALUE[c] for c in categories], dtype=torch.float64).to(dtype)
+    v = torch.tensor([TYPE_VALUE[c] for c in categories], dtype=torch.float32).to(dtype)   # official: float32
     return v.to(device).view(-1, 1, 1, 1).expand(len(categories), 1, *size).contiguous()
 
 
@@ -136,7 +138,8 @@ def generator_input(image: Tensor, preserve_gen: Tensor, warped_cloth: Tensor, w
     else:
         raise ValueError(f"unknown variant {variant!r}")
     edge = ((lab >= 1) & (lab <= garment_max)).to(dt)
-    arms = ((lab == extras[0]).to(dt) * 1 + (lab == extras[1]).to(dt) * 2 + (lab == extras[2]).to(dt) * 3) / 3
+    arms = (((lab == extras[0]).float() * 1 + (lab == extras[1]).float() * 2 + (lab == extras[2]).float() * 3)
+            / 3).to(dt)   # formed in float32 as the official loader does, then widened
     pres = generator_preserve(preserve_gen.to(dt), edge, variant)
     h, w = image.shape[-2:]
     if skin.dim() == 2:

@@ -143,9 +143,10 @@ def test_mixed_policy_puts_each_group_in_its_dtype():
     dec = pipe.warp.aflow_net
     assert pipe.precision == "bf16" and pipe.policy == MIXED
     assert pipe.warp.image_features.encoders[0][0].block[2].weight.dtype == torch.float32  # encoders: fp32
-    head = dec.netLeftRefine[4]
-    assert head[0].weight.dtype == torch.bfloat16 and head[-1].weight.dtype == torch.float32  # offsets: fp32
-    assert dec.netSeg[4][-2].weight.dtype == torch.float32  # parsing logits (before Tanh): fp32
+    assert dec.netLeftRefine[4][0].weight.dtype == torch.float32  # flow heads: fp32
+    assert dec.netPartFusion[4][1].block[2].weight.dtype == torch.bfloat16  # full-resolution fusion: bf16
+    seg = dec.netSeg[4]
+    assert seg[0].weight.dtype == torch.bfloat16 and seg[-2].weight.dtype == torch.float32  # logits conv: fp32
     gen_convs = [m for m in pipe.generator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert gen_convs[0].weight.dtype == torch.bfloat16 and gen_convs[-1].weight.dtype == torch.float32
     bn = next(m for m in pipe.generator.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -176,9 +176,6 @@ class _Captured(Exception):
     """Raised by a spy once it holds what the test needs (skips the network's forward)."""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 item 6: assembly.garment_label / generator_input / type_map "
-                                       "still take exact float64 fractions in fp64 runs (owned by the network "
-                                       "helper); remove this marker when they divide in float32 and widen")
 @pytest.mark.parametrize("variant,category", [("vitonhd", "upper"), ("dresscode", "lower")])
 def test_fp64_pipeline_at_1024_sees_the_official_float32_labels(variant, category):
     """1024×768 rows in a float64 pipeline: the half-resolution warp's part label and type map and
