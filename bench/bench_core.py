@@ -247,6 +247,7 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="bf16 accuracy per op group (see module doc)")
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (it reruns one batch)")
     ap.add_argument("--tag", default="", help="results file bench/results/core[_TAG].json")
+    ap.add_argument("--keep-images", action="store_true", help="keep the try-on tensors under core_images.tmp/")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -285,9 +286,10 @@ def main() -> None:
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             res["wall_s"] = time.time() - t0
             res["loadavg"] = list(os.getloadavg())
-            imgs[mode] = res["images"]
+            res["images"] = Path(res["images"]).name
+            imgs[mode] = cfg["images"]
             if mode != "cached_fp32" and "cached_fp32" in imgs:
-                res["ssim_vs_fp32"] = _ssim(res["images"], imgs["cached_fp32"])
+                res["ssim_vs_fp32"] = _ssim(cfg["images"], imgs["cached_fp32"])
             if "flops_per_pair" in res:
                 peak = doc["conv_gflops"]["bf16_cl" if "bf16" in mode else "fp32_cl"]
                 res["floor_s"] = res["flops_per_pair"] / peak / 1e9
@@ -296,6 +298,13 @@ def main() -> None:
             extra += f"  {res['flops_per_pair'] / 1e9:.0f} GFLOP/pair" if "flops_per_pair" in res else ""
             print(f"{r:>8} {mode:<32} per pair {res['per_pair_s']:8.3f} s   maxrss {res['maxrss_mb']:7.0f} MB{extra}",
                   flush=True)
+        if {"monolithic", "cached_fp32"} <= set(imgs):  # the cached path reproduces the official one
+            s = _ssim(imgs["cached_fp32"], imgs["monolithic"])
+            doc.setdefault("ssim_cached_fp32_vs_monolithic", {})[r] = s
+            print(f"{r:>8} SSIM cached_fp32 vs monolithic (first {a.mono_pairs} pairs): {s:.5f}", flush=True)
+        if not a.keep_images:
+            for path in imgs.values():
+                Path(path).unlink(missing_ok=True)
         by = {x["mode"]: x["per_pair_s"] for x in doc["results"] if x.get("res") == [h, w] and "per_pair_s" in x}
         if "monolithic" in by:
             for m, v in by.items():

@@ -40,6 +40,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from gpvton_core.conditions import densepose as dp  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
@@ -57,13 +58,9 @@ PREVIOUS_PALETTE = np.array([
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from sysinfo import machine_info   # the one machine description every bench JSON carries
+
+    return machine_info()["cpu_model"]
 
 
 def previous_inversion(rgb: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from gpvton_core.conditions import DERIVATION_VERSION  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
@@ -48,13 +48,9 @@ SHORT = {9: "l_pants", 10: "r_pants", 15: "l_arm", 16: "r_arm", 21: "l_sleeve", 
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from sysinfo import machine_info   # the one machine description every bench JSON carries
+
+    return machine_info()["cpu_model"]
 
 
 def load_items(root: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -187,13 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no parse-bytedance_512 items under {args.root}", file=sys.stderr)
         return 1
     res = evaluate(items)
-    try:                                    # the machine block every bench JSON carries
-        sys.path.insert(0, str(REPO / "bench"))
-        from sysinfo import machine_info
+    from sysinfo import machine_info
 
-        machine = machine_info()
-    except ImportError:
-        machine = {"cpu_model": cpu_model()}
+    machine = machine_info()
     res = {"derivation_version": DERIVATION_VERSION, "cpu": cpu_model(), "machine": machine, "size": list(SIZE),
            "classes": {str(c): ps.LABEL_NAMES[c] for c in ps.SCORED_CLASSES}, **res}
     print(table(res))
