@@ -54,8 +54,10 @@ def _in_channels_last(x: Tensor) -> Tensor:
     v = x.permute(0, 2, 3, 1)  # b×h×w×c view
     mean = v.sum(2).sum(1, keepdim=True, dtype=torch.float64).div_(n)  # b×1×c
     d = v - mean.to(x.dtype).unsqueeze(1)
-    var = torch.linalg.vector_norm(d, dim=2).square_().sum(1, keepdim=True, dtype=torch.float64).div_(n)
-    d.mul_(torch.rsqrt(var + 1e-5).to(x.dtype).unsqueeze(1))
+    var = torch.linalg.vector_norm(d, dim=2).square().sum(1, keepdim=True, dtype=torch.float64) / n
+    scale = torch.rsqrt(var + 1e-5).to(x.dtype).unsqueeze(1)
+    # in place only without autograd: training differentiates through d (the norm saved it)
+    d = d * scale if torch.is_grad_enabled() and x.requires_grad else d.mul_(scale)
     return d.permute(0, 3, 1, 2)
 
 

@@ -179,7 +179,7 @@ def sample_rows_up2(table: Tensor, rows: Tensor, flow: Tensor, scale: Tensor) ->
             y = F.grid_sample(x, flow[part * b:(part + 1) * b].permute(0, 2, 3, 1).to(x.dtype), mode="bilinear",
                               padding_mode="border", align_corners=False)
             y = y * scale[part * b:(part + 1) * b].to(y.dtype)
-            acc = y if acc is None else acc.add_(y)
+            acc = y if acc is None else (acc + y if torch.is_grad_enabled() else acc.add_(y))
         assert acc is not None
         return acc.contiguous(memory_format=torch.channels_last)
     rows_ = _rows_view(table).view(-1, c)  # ((r·h + y)·w + x)·k + part
