@@ -60,8 +60,10 @@ def core_rows(name: str, doc: dict) -> list[str]:
                 c += f", floor {_f(r['floor_s'])} s"
             cells.append(c)
         a = doc.get("args", {})
-        what = (f"`bench/bench_core.py` {key[0]}×{key[1]}, weights {rs[0].get('weights', 'parity')}, width "
-                f"{rs[0].get('width')}, {rs[0].get('grid', '?')}×{rs[0].get('grid', '?')} cross product, batch {rs[0].get('batch')}")
+        weights = rs[0].get("weights", "parity")
+        width = "of the demo checkpoint (1/16)" if weights == "demo" else rs[0].get("width")
+        what = (f"`bench/bench_core.py` {key[0]}×{key[1]}, weights {weights}, width {width}, "
+                f"{rs[0].get('grid', '?')}×{rs[0].get('grid', '?')} cross product, batch {rs[0].get('batch')}")
         if a.get("ablation"):
             what += " (ablation)"
         out.append(f"| {what} | {'; '.join(cells)} | {machine_cell(doc)} | `{name}` |")
