@@ -91,12 +91,12 @@ class DensePoseModel:
         else:
             import onnxruntime as ort
 
-            providers = ["CPUExecutionProvider"]
-            if cfg.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            elif cfg.device == "cuda":
-                raise DensePoseModelError(
-                    "densepose.device=cuda but onnxruntime has no CUDAExecutionProvider")
+            from pipelines.preprocess.estimators.onnx import onnx_providers
+
+            try:
+                providers = onnx_providers(cfg.device, "densepose")
+            except RuntimeError as exc:
+                raise DensePoseModelError(str(exc)) from None
             try:
                 self._session = ort.InferenceSession(mf.path, providers=providers)
             except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types

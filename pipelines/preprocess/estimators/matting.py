@@ -24,6 +24,7 @@ from pipelines.config import StorageURL
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.models import fetch_model
+from pipelines.preprocess.estimators.onnx import onnx_providers
 from infra.storage import S3Settings
 
 
@@ -41,18 +42,6 @@ class MattingConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-def onnx_providers(device: str) -> list[str]:
-    """onnxruntime execution providers: CUDA first when present and allowed."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise RuntimeError("device 'cuda' asked for, but onnxruntime has no CUDAExecutionProvider here")
-    return ["CPUExecutionProvider"]
-
-
 class GarmentMatting:
     """Loads the ONNX model once; ``mask(rgb)`` → bool H×W garment mask."""
 
@@ -65,7 +54,7 @@ class GarmentMatting:
         self.file = fetch_model(cfg.model, s3)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(self.file.path, opts, providers=onnx_providers(cfg.device))
+        self.session = ort.InferenceSession(self.file.path, opts, providers=onnx_providers(cfg.device, "garment_matting"))
         self.input_name = self.session.get_inputs()[0].name
 
     @property

@@ -178,11 +178,12 @@ class HumanParser:
         opts = ort.SessionOptions()
         if cfg.threads:
             opts.intra_op_num_threads = cfg.threads
-        providers = ["CPUExecutionProvider"]
-        if cfg.device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        elif cfg.device == "cuda":
-            raise ValueError("parser.device=cuda but onnxruntime has no CUDAExecutionProvider")
+        from pipelines.preprocess.estimators.onnx import onnx_providers
+
+        try:
+            providers = onnx_providers(cfg.device, "parser")
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from None
         try:
             self.session = ort.InferenceSession(mf.path, opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types

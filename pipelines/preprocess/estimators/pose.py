@@ -251,16 +251,9 @@ _NMS_IOU = 0.45
 
 
 def _providers(device: str) -> list[str]:
-    import onnxruntime as ort
+    from pipelines.preprocess.estimators.onnx import onnx_providers
 
-    available = ort.get_available_providers()
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise RuntimeError(f"pose.device=cuda but onnxruntime offers only {available}")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "auto" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    return onnx_providers(device, "pose")
 
 
 def _input_hw(session: Any, default: tuple[int, int]) -> tuple[int, int]:
