@@ -176,7 +176,7 @@ def _meta_width(meta: dict, default: float) -> float:
 
 
 def build_models(s: WorkerSettings):
-    """(warp, generator) in eval mode on ``s.device`` / ``s.precision``."""
+    """(warp, generator) in eval mode on ``s.device``, float32."""
     import torch
 
     from gpvton_core.generator import TryOnGenerator
@@ -193,8 +193,8 @@ def build_models(s: WorkerSettings):
         else:
             net = LFGPWarp(s.variant, s.width) if kind == "warp" else TryOnGenerator(s.width)
         nets.append(net)
-    dtype = torch.bfloat16 if s.precision == "bf16" else torch.float32
-    return tuple(n.eval().to(device=s.device, dtype=dtype) for n in nets)
+    # float32 here: TryOnPipeline puts each convolution group in its dtype (gpvton_core.precision)
+    return tuple(n.eval().to(device=s.device, dtype=torch.float32) for n in nets)
 
 
 # --- the unit processor -----------------------------------------------------------------------
@@ -215,6 +215,7 @@ class UnitProcessor:
         # the 1024 path (warp at half resolution) follows from the shard (render) size
         self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
                                   precision=self.s.precision)
+        self.precision = {k: v for k, v in self.pipe.precision_info().items() if k in ("requested", "resolved", "reason")}
         self.reader = ShardReader(self.s.shards_root, self.s.s3)
         self.storage = make_storage(self.s.job_root, self.s.s3)
         from gpvton_core.scores import DEFAULT_THRESHOLDS, Threshold
@@ -560,7 +561,8 @@ class UnitProcessor:
         counts = {f: sum(1 for r in rows if r["flag"] == f) for f in ("ok", "warn", "fail", "error")}
         summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0,
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
-                   "storage_failures_injected": failpoints.storage_failures_injected()}
+                   "storage_failures_injected": failpoints.storage_failures_injected(),
+                   "precision": self.precision}
         self.storage.mark_done(key, summary)
         self.units_done += 1
         return summary

@@ -3,6 +3,7 @@
     gpvton render --config job.yaml [--shards URL] [--output URL]
                   (--warp-checkpoint F --generator-checkpoint F | --random-weights)
                   [--resolution 512|1024] [--batch-size N] [--actors N] [--device cpu|cuda|auto]
+                  [--precision auto|fp32|bf16|fp16]
                   [--format jpg|png|webp] [--runner ray|local] [--address ray://...] [--force]
                   [--set key.sub=value ...]
 
@@ -24,7 +25,7 @@ A job file (every key optional except shards/output and the checkpoints)::
     num_gpus: 1
     num_cpus: 4
     device: auto                               # cuda when the actor has a GPU
-    precision: bf16
+    precision: auto                            # bf16 convs where native (else fp32) | fp32 | bf16 | fp16
     output_format: {format: jpg, quality: 92, debug: false}
     thresholds: {warp_miou: {warn: 0.5, fail: 0.25}}
     max_unrendered_fraction: 0.02              # render exits 1 above this: (error + missing) / planned

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit-size", type=int)
     parser.add_argument("--actors", type=int)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--precision", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto (default): bf16 where native, else fp32")
     parser.add_argument("--format", choices=["jpg", "png", "webp"])
     parser.add_argument("--runner", choices=["ray", "local"])
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")

@@ -79,7 +79,9 @@ class RenderConfig(StrictModel):
     max_restarts: int = Field(3, ge=0)
     max_task_retries: int = Field(3, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 convolutions (flow arithmetic in fp32) where the device computes bf16 "
+                            "natively, fp32 elsewhere; the choice and its reason are written into job.json")
     output_format: OutputConfig = Field(default_factory=OutputConfig)
     composite: Literal["paste-back", "official"] = Field(
         "paste-back", description="paste-back: the photo's own pixels wherever the preserve region or the "

@@ -114,6 +114,29 @@ def _resolve_device(cfg: RenderConfig) -> str:
         return "cpu"
 
 
+def resolve_precision(requested: str, device: str) -> dict:
+    """The job's numeric precision, decided once on the driver so that every worker agrees.
+
+    ``auto`` becomes bf16 (the mixed policy of :mod:`gpvton_core.precision`) where ``device``
+    computes bf16 natively and fp32 elsewhere. A driver that cannot see the workers' GPU leaves
+    ``auto`` to the workers, which record what they chose in every unit's done-marker.
+    """
+    from gpvton_core import precision as prec
+
+    try:
+        resolved, reason = prec.resolve(requested, device)
+        native, why = prec.native_bf16(device)
+    except (RuntimeError, AssertionError) as exc:   # e.g. cuda asked of a driver without a GPU
+        return {"requested": requested, "resolved": requested, "reason": f"left to the workers ({exc})",
+                "native_bf16": None}
+    out = {"requested": requested, "resolved": resolved, "reason": reason, "native_bf16": native,
+           "native_bf16_reason": why}
+    policy = prec.policy_for(resolved)
+    if policy is not None:
+        out["policy"] = policy.as_dict()
+    return out
+
+
 def _masked_config(cfg: RenderConfig) -> dict:
     data = resolved(cfg)
     if data.get("s3", {}).get("secret_access_key"):
@@ -223,9 +246,10 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         bar = "!" * 100
         print(f"{bar}\n!! {model_note}\n{bar}", file=sys.stderr)
     device = _resolve_device(cfg)
+    precision = resolve_precision(cfg.precision, device)
     fingerprint = hashlib.sha256(json.dumps({
         "plan": digest, "variant": variant, "ckpt": hashes, "width": width, "seed": cfg.model.seed,
-        "resolution": resolution, "format": cfg.output_format.model_dump(), "precision": cfg.precision,
+        "resolution": resolution, "format": cfg.output_format.model_dump(), "precision": precision["resolved"],
     }, sort_keys=True).encode()).hexdigest()[:16]
 
     # --- the persisted plan (resume) ---
@@ -255,7 +279,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
                         (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))},
         "checkpoint_meta": ck_meta, "random_weights": random_init, "model_note": model_note, "plan_digest": digest,
         "fingerprint": fingerprint, "units": len(units), "pairs": sum(len(u["pairs"]) for u in units),
-        "device": device, "runner": cfg.runner, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": device, "precision": precision, "runner": cfg.runner, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
 
     done = {int(k.rsplit("unit-", 1)[1].split(".")[0]) for k in job.iter_done("scores")}
@@ -275,7 +299,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         shard_size=tuple(shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
         quality=cfg.output_format.quality, debug=cfg.output_format.debug, device=device,
         composite=cfg.composite, frame=cfg.output_format.frame,
-        precision=cfg.precision, warp_checkpoint=cfg.checkpoints.warp,
+        precision=precision["resolved"], warp_checkpoint=cfg.checkpoints.warp,
         generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
         thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
         num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0,

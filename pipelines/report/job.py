@@ -478,7 +478,8 @@ def build_report(cfg: ReportConfig) -> dict[str, Any]:
                                           "model_note", "random_weights", "variant", "resolution",
                                           "created", "checkpoints")},
         "composition": {"composite": (meta.get("config") or {}).get("composite", "official"),
-                        "frame": ((meta.get("config") or {}).get("output_format") or {}).get("frame", "working")},
+                        "frame": ((meta.get("config") or {}).get("output_format") or {}).get("frame", "working"),
+                        "precision": (meta.get("precision") or {}).get("resolved", "fp32")},
         "job_url": cfg.job, "report_url": out_url,
         "render": {k: job_summary.get(k) for k in ("pairs_per_second", "elapsed_seconds", "render_seconds",
                                                    "units_lost", "exit_code")

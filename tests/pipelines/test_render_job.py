@@ -65,6 +65,13 @@ def test_local_job_exactly_once_then_rerun_is_a_noop(shards, tmp_path):
     meta = json.loads((job / "job.json").read_text())
     assert meta["random_weights"] and "RANDOM WEIGHTS" in meta["model_note"]
     assert meta["variant"] == "vitonhd" and meta["package_version"]
+    from gpvton_core.precision import native_bf16
+
+    want = "bf16" if native_bf16("cpu")[0] else "fp32"   # precision: auto (the default)
+    assert meta["precision"]["requested"] == "auto" and meta["precision"]["resolved"] == want
+    assert meta["precision"]["reason"].startswith("auto: ") and ("policy" in meta["precision"]) == (want == "bf16")
+    for marker in (job / "scores").glob("*.done"):
+        assert json.loads(marker.read_text())["precision"]["resolved"] == want
     summary = json.loads((job / "summary.json").read_text())
     assert summary["pairs"] == len(pairs) and sum(summary["counts"].values()) == len(pairs)
     assert pq.read_table(job / "plan" / "units.parquet").num_rows == summary["units"] == 3
@@ -250,3 +257,25 @@ def test_lost_unit_fails_the_job_and_the_rerun_completes_it(shards, tmp_path, mo
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **small))
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 2
     check_job(job, {pg for pg in expected_pairs(shards) if pg[0] in ("p0000", "p0001")})
+
+
+def test_precision_is_resolved_once_for_the_job(monkeypatch):
+    """auto follows the hardware; an explicit choice stands; a driver without the workers' GPU defers."""
+    import torch
+
+    from gpvton_core import precision as prec
+    from pipelines.render.job import resolve_precision
+
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"capability": "AVX2", "avx512_bf16": False, "amx_bf16": False,
+                                                    "amx_fp16": False, "mkldnn": True})
+    plain = resolve_precision("auto", "cpu")
+    assert plain["resolved"] == "fp32" and "no native bf16" in plain["reason"] and "policy" not in plain
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"capability": "AVX512", "avx512_bf16": True, "amx_bf16": False,
+                                                    "amx_fp16": False, "mkldnn": True})
+    native = resolve_precision("auto", "cpu")
+    assert native["resolved"] == "bf16" and native["policy"]["generator"] and not native["policy"]["encoders"]
+    assert resolve_precision("fp32", "cpu")["resolved"] == "fp32"
+    assert resolve_precision("fp16", "cpu")["policy"]["reduced"] == "fp16"
+    if not torch.cuda.is_available():
+        deferred = resolve_precision("auto", "cuda")
+        assert deferred["resolved"] == "auto" and deferred["reason"].startswith("left to the workers")

@@ -3,6 +3,8 @@ frame puts the try-on back into the original photo (issue: fidelity for retailer
 
 from __future__ import annotations
 
+import json
+
 import io
 from pathlib import Path
 
@@ -81,6 +83,8 @@ def test_paste_back_keeps_the_photo_outside_the_band(shards, tmp_path):
     assert main(["report", "--job", str(tmp_path / "pb")]) in (0, 1)           # the QA report says how it was made
     html = (tmp_path / "pb" / "report" / "index.html").read_text()
     assert "composition paste-back" in html and "frame working" in html
+    resolved = json.loads((tmp_path / "pb" / "job.json").read_text())["precision"]["resolved"]
+    assert f"precision {resolved}" in html
     assert np.median(seams["paste-back"]) <= np.median(seams["official"]), seams
 
 
