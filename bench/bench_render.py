@@ -1,19 +1,22 @@
-"""Render pipeline efficiency: end-to-end pairs/s ÷ model-only pairs/s, and the 1 → 2 actor speed-up.
+"""Render pipeline efficiency: end-to-end pairs/s ÷ model-only pairs/s on the same CPUs.
 
-    python bench/bench_render.py [--persons 6] [--garments 6] [--size 256] [--width 0.0625]
+    python bench/bench_render.py [--persons 6] [--garments 18] [--size 256] [--width 0.25]
+                                 [--precision auto] [--actors 2]
 
-* **model-only**: the same networks (same width, seed, thread count as one actor) on the same
-  cross product, inputs already decoded in memory: encode every garment and person once, then
-  decode + assemble + generate every pair in batches. No shard reads, no scores, no image
-  encoding, no writes, no Ray.
+* **model-only**: the same networks (same width, seed, precision, one thread) on the same cross
+  product, inputs already decoded in memory: encode every garment and person once, then decode +
+  assemble + generate every pair in batches. No shard reads, no scores, no composition, no image
+  encoding, no writes, no Ray. Measured in ``--actors`` processes at once (one thread each, the
+  way the actors run), so the reference uses the same CPUs as the end-to-end run.
 * **end-to-end**: ``run_job`` on Ray (Ray already initialised, so ``ray.init`` is not counted;
-  actor start-up and model construction are), writing images, scores Parquet and markers.
-  ``pipeline_efficiency`` = e2e(1 actor) / model-only (goal ≥ 0.9); ``actor_speedup`` =
-  e2e(2 actors) / e2e(1 actor). The steady-state efficiency (actor start-up excluded, from the
-  actors' per-unit timings) is reported too.
+  planning, actor start-up and model construction are), writing images, scores Parquet and
+  markers; 1 actor and ``--actors`` actors.
+* ``pipeline_efficiency`` = e2e(``--actors``) ÷ model-only(``--actors`` processes) (goal ≥ 0.9 at
+  width 0.25); ``pipeline_efficiency_1_actor`` the same with one; ``actor_speedup`` = e2e(N) ÷ e2e(1);
+  ``pipeline_efficiency_steady`` leaves out start-up (the actors' own per-unit timings).
 
-Results go to ``bench/results/render.json`` with the machine's load average (other processes
-on a shared 2-core box distort every number: compare within one run only).
+Results: ``bench/results/render.json`` with bench/sysinfo.py's machine block. Run it alone on the
+machine: anything else running distorts every number.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def model_only(shards: Path, variant: str, width: float, batch_size: int, threads: int) -> dict:
+def model_only(shards: Path, variant: str, width: float, batch_size: int, threads: int, precision: str,
+               start_at: float = 0.0) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
     import torch
@@ -51,23 +55,39 @@ def model_only(shards: Path, variant: str, width: float, batch_size: int, thread
          for r in prow]
     G = [gi.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
                            decode_png(r["parts_png"], "L"), "upper", variant) for r in grow]
-    pipe = TryOnPipeline(warp, gen, resolution=tuple(P[0].inputs.image.shape[-2:]))
+    pipe = TryOnPipeline(warp, gen, resolution=tuple(P[0].inputs.image.shape[-2:]), precision=precision)
+    while time.time() < start_at:   # parallel copies start together
+        time.sleep(0.01)
     t0 = time.perf_counter()
     gb = pipe.encode_garments(GarmentInputs.cat(G))
     pb = pipe.encode_persons(PersonInputs.cat([p.inputs for p in P]))
     out = pipe.cross(gb, pb, batch_size=batch_size)
     pairs = range(len(out.tryon))
     el = time.perf_counter() - t0
-    return {"pairs": len(pairs), "seconds": el, "pairs_per_second": len(pairs) / el}
+    return {"pairs": len(pairs), "seconds": el, "pairs_per_second": len(pairs) / el, "precision": pipe.precision}
 
 
-def end_to_end(shards: Path, out: Path, actors: int, width: float, batch_size: int, unit_size: int) -> dict:
+def model_only_parallel(shards: Path, n: int, width: float, batch_size: int, precision: str) -> dict:
+    """``n`` single-thread model-only runs at once (separate processes, like ``n`` actors)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
+        start_at = time.time() + 20.0   # time to import torch and build the networks in every process
+        runs = list(ex.map(model_only, *zip(*[(shards, "vitonhd", width, batch_size, 1, precision, start_at)] * n)))
+    return {"processes": n, "runs": runs, "pairs_per_second": sum(r["pairs_per_second"] for r in runs),
+            "precision": runs[0]["precision"]}
+
+
+def end_to_end(shards: Path, out: Path, actors: int, width: float, batch_size: int, unit_size: int,
+               precision: str) -> dict:
     from infra.storage import Storage
     from pipelines.render import RenderConfig, run_job
 
     cfg = RenderConfig(shards=str(shards), output=str(out), runner="ray", actors=actors, num_cpus=1.0,
                        categories=["upper"], model={"variant": "vitonhd", "width": width},
-                       batch_size=batch_size, unit_size=unit_size, progress=False, random_weights=True)
+                       batch_size=batch_size, unit_size=unit_size, progress=False, random_weights=True,
+                       precision=precision)
     res = run_job(cfg)
     st = Storage(str(out))
     infos = [st.read_json(k) for k in st.list("scores", ".done")]
@@ -75,7 +95,7 @@ def end_to_end(shards: Path, out: Path, actors: int, width: float, batch_size: i
     return {"actors": actors, "pairs": res.summary["pairs"], "seconds": res.summary["render_seconds"],
             "pairs_per_second": res.summary["pairs_per_second"], "unit_seconds_sum": busy,
             "steady_pairs_per_second_per_actor": res.summary["pairs"] / busy if busy else None,
-            "units": len(infos)}
+            "units": len(infos), "precision": st.read_json("job.json")["precision"]["resolved"]}
 
 
 def main() -> int:
@@ -83,7 +103,9 @@ def main() -> int:
     ap.add_argument("--persons", type=int, default=6)
     ap.add_argument("--garments", type=int, default=18, help="catalogue garments (about 1/3 are upper)")
     ap.add_argument("--size", type=int, default=256, choices=[128, 256, 512])
-    ap.add_argument("--width", type=float, default=0.0625)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--unit-size", type=int, default=12)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "render.json"))
@@ -91,37 +113,43 @@ def main() -> int:
 
     import ray
 
+    sys.path.insert(0, str(REPO / "bench"))
+    from sysinfo import finish, machine_info
+
     from pipelines.demo import SIZES, build_shards
     from pipelines.synthetic import make_catalogue
 
+    machine = machine_info(threads=1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
     h, w = SIZES[args.size]
     make_catalogue(tmp / "cat", n_garments=args.garments, n_persons=args.persons, height=h, width=w, seed=0)
     build_shards(tmp / "cat", tmp / "shards", args.size)
+    n = args.actors
+    mo1 = model_only_parallel(tmp / "shards", 1, args.width, args.batch_size, args.precision)
+    mon = model_only_parallel(tmp / "shards", n, args.width, args.batch_size, args.precision)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=256 * 1024 * 1024)
-    load0 = os.getloadavg()
-    mo = model_only(tmp / "shards", "vitonhd", args.width, args.batch_size, threads=1)
-    e1 = end_to_end(tmp / "shards", tmp / "job1", 1, args.width, args.batch_size, args.unit_size)
-    e2 = end_to_end(tmp / "shards", tmp / "job2", 2, args.width, args.batch_size, args.unit_size)
+    e1 = end_to_end(tmp / "shards", tmp / "job1", 1, args.width, args.batch_size, args.unit_size, args.precision)
+    en = end_to_end(tmp / "shards", tmp / f"job{n}", n, args.width, args.batch_size, args.unit_size, args.precision)
     ray.shutdown()
     result = {
-        "machine": {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
-                    "gpu": False},
+        "machine": finish(machine),
         "setup": {"resolution": [h, w], "width": args.width, "variant": "vitonhd", "batch_size": args.batch_size,
-                  "unit_size": args.unit_size, "threads_per_actor": 1, "pairs": mo["pairs"],
+                  "unit_size": args.unit_size, "threads_per_actor": 1, "pairs": mo1["runs"][0]["pairs"],
+                  "actors": n, "precision": e1["precision"],
                   "note": "random-init networks at the given width (official width is far too slow on 2 CPU cores)"},
-        "model_only": mo, "end_to_end_1_actor": e1, "end_to_end_2_actors": e2,
-        "pipeline_efficiency": e1["pairs_per_second"] / mo["pairs_per_second"],
-        "pipeline_efficiency_steady": (e1["steady_pairs_per_second_per_actor"] or 0) / mo["pairs_per_second"],
-        "actor_speedup_1_to_2": e2["pairs_per_second"] / e1["pairs_per_second"],
+        "model_only_1": mo1, f"model_only_{n}": mon, "end_to_end_1_actor": e1, f"end_to_end_{n}_actors": en,
+        "pipeline_efficiency": en["pairs_per_second"] / mon["pairs_per_second"],
+        "pipeline_efficiency_1_actor": e1["pairs_per_second"] / mo1["pairs_per_second"],
+        "pipeline_efficiency_steady": (en["steady_pairs_per_second_per_actor"] or 0) * n / mon["pairs_per_second"],
+        "actor_speedup": en["pairs_per_second"] / e1["pairs_per_second"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("pipeline_efficiency", "pipeline_efficiency_steady",
-                                             "actor_speedup_1_to_2")}, indent=2))
-    print(f"model-only {mo['pairs_per_second']:.2f} pairs/s; e2e 1 actor {e1['pairs_per_second']:.2f}; "
-          f"2 actors {e2['pairs_per_second']:.2f} → {args.out}")
+    print(json.dumps({k: result[k] for k in ("pipeline_efficiency", "pipeline_efficiency_1_actor",
+                                             "pipeline_efficiency_steady", "actor_speedup")}, indent=2))
+    print(f"model-only {mo1['pairs_per_second']:.2f} pairs/s (1 process), {mon['pairs_per_second']:.2f} ({n}); "
+          f"e2e 1 actor {e1['pairs_per_second']:.2f}; {n} actors {en['pairs_per_second']:.2f} → {args.out}")
     return 0
 
 

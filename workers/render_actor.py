@@ -28,7 +28,7 @@ Why Ray core actors and not Ray Data ``map_batches``
 ----------------------------------------------------
 The work is already partitioned by the planner into units whose pairs share garments and
 persons, and each unit must produce exactly one Parquet file + marker (resumability). A fixed
-pool of core actors (:func:`run_units_ray`) maps onto that directly: one actor per GPU (or a
+pool of core actors (:class:`RayPool`) maps onto that directly: one actor per GPU (or a
 fractional CPU share), each holding the two networks and its feature caches; the driver keeps
 at most ``in_flight_per_actor`` units queued per actor (backpressure: nothing is read before an
 actor is about to need it, object store stays empty — actors read the shards themselves); an
@@ -603,9 +603,10 @@ class RenderActor(UnitProcessor):
             super().__init__(s)
         except BaseException:
             log.exception("render worker %d could not start", worker)
-            raise
-        finally:
             self._log.flush()
+            raise
+        # written with the first unit: a pool started before planning leaves no log behind when the
+        # driver then stops on a configuration error
 
     def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -641,50 +642,57 @@ def run_units_local(settings: WorkerSettings, units: list[dict],
         on_result(res)
 
 
-def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callable[[dict], None],
-                  *, actors: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                  in_flight_per_actor: int = 2, max_restarts: int = 3, max_task_retries: int = 3,
-                  env_vars: Optional[dict[str, str]] = None, unit_attempts: int = 2) -> None:
+class RayPool:
     """Fixed pool of Ray core actors with bounded in-flight units per actor (backpressure).
 
-    A crashed actor is restarted (``max_restarts``) and its queued units re-executed
-    (``max_task_retries``); a unit that still fails is reported through ``on_result`` with an
-    ``error`` and stays unmarked for the next run. A unit whose code raises (e.g. storage down
-    beyond its retries) is resubmitted up to ``unit_attempts`` times; an actor that is dead for
-    good (restarts exhausted) is replaced by a fresh one. Units carry their shard part files
-    (``unit["files"]``); an actor gets only small constructor arguments, so a restarted actor
-    needs nothing from the object store.
+    The actors are created when the pool is (Ray builds them in the background), so a driver
+    that creates the pool before planning overlaps the actors' start-up (Python, torch, the
+    networks) with its own work; :meth:`run` then feeds them units. A crashed actor is restarted
+    (``max_restarts``) and its queued units re-executed (``max_task_retries``); a unit that still
+    fails is reported through ``on_result`` with an ``error`` and stays unmarked for the next
+    run. A unit whose code raises (e.g. storage down beyond its retries) is resubmitted up to
+    ``unit_attempts`` times; an actor that is dead for good (restarts exhausted) is replaced by a
+    fresh one. Units carry their shard part files (``unit["files"]``); an actor gets only small
+    constructor arguments, so a restarted actor needs nothing from the object store.
     """
-    import ray
 
-    env = dict(env_vars or {})
-    opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                                max_task_retries=max_task_retries)
-    if env:
-        opts["runtime_env"] = {"env_vars": env}
-    Actor = ray.remote(RenderActor)
-    n = max(1, min(actors, len(units)))
+    def __init__(self, settings: WorkerSettings, *, actors: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                 in_flight_per_actor: int = 2, max_restarts: int = 3, max_task_retries: int = 3,
+                 env_vars: Optional[dict[str, str]] = None, unit_attempts: int = 2):
+        import ray
 
-    def new_actor(worker: int):
-        return Actor.options(**opts).remote(asdict(settings), worker)
+        opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                                    max_task_retries=max_task_retries)
+        if env_vars:
+            opts["runtime_env"] = {"env_vars": dict(env_vars)}
+        self._actor = ray.remote(RenderActor).options(**opts)
+        self._settings = asdict(settings)
+        self.in_flight_per_actor = in_flight_per_actor
+        self.unit_attempts = unit_attempts
+        self.pool = [self._new_actor(a) for a in range(max(1, actors))]
 
-    pool = [new_actor(a) for a in range(n)]
-    pending = deque(units)
-    inflight: dict[Any, tuple[int, dict, Any]] = {}
-    load = [0] * n
-    attempts: dict[int, int] = {}
+    def _new_actor(self, worker: int):
+        return self._actor.remote(self._settings, worker)
 
-    def fill() -> None:
-        for a in range(n):
-            while load[a] < in_flight_per_actor and pending:
-                u = pending.popleft()
-                attempts[int(u["unit_id"])] = attempts.get(int(u["unit_id"]), 0) + 1
-                inflight[pool[a].process_unit.remote(u)] = (a, u, pool[a])
-                load[a] += 1
+    def run(self, units: list[dict], on_result: Callable[[dict], None]) -> None:
+        import ray
+        from ray.exceptions import RayActorError
 
-    from ray.exceptions import RayActorError
+        pool = self.pool
+        n = len(pool)
+        pending = deque(units)
+        inflight: dict[Any, tuple[int, dict, Any]] = {}
+        load = [0] * n
+        attempts: dict[int, int] = {}
 
-    try:
+        def fill() -> None:
+            for a in range(n):
+                while load[a] < self.in_flight_per_actor and pending:
+                    u = pending.popleft()
+                    attempts[int(u["unit_id"])] = attempts.get(int(u["unit_id"]), 0) + 1
+                    inflight[pool[a].process_unit.remote(u)] = (a, u, pool[a])
+                    load[a] += 1
+
         fill()
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=2.0)
@@ -696,8 +704,8 @@ def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callab
                 except Exception as exc:  # noqa: BLE001 - actor died beyond its retries, or the unit raised
                     if isinstance(exc, RayActorError) and pool[a] is handle:
                         log.error("actor %d is gone (%s); starting a fresh one", a, exc)
-                        pool[a] = new_actor(a)
-                    if attempts[int(u["unit_id"])] < unit_attempts:
+                        pool[a] = self._new_actor(a)
+                    if attempts[int(u["unit_id"])] < self.unit_attempts:
                         log.warning("unit %s failed (%s); resubmitting", u["unit_id"], exc)
                         pending.append(u)
                         continue
@@ -705,9 +713,22 @@ def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callab
                     res = _lost(u, exc)
                 on_result(res)
             fill()
-    finally:
-        for a in pool:
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.pool:
             try:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callable[[dict], None],
+                  *, actors: int = 1, **pool_options: Any) -> None:
+    """Render ``units`` on a fresh :class:`RayPool` of at most ``actors`` actors, then stop it."""
+    pool = RayPool(settings, actors=max(1, min(actors, len(units))), **pool_options)
+    try:
+        pool.run(units, on_result)
+    finally:
+        pool.close()

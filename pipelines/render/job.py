@@ -216,13 +216,6 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     if shard_size[0] % 32 or shard_size[1] % 32 or (resolution >= 1024 and (shard_size[0] // 2) % 32):
         raise ConfigError(f"image size {shard_size} is not a multiple of 32 as the networks need")
 
-    pairs_list = read_pairs_file(cfg, s3) if cfg.pairing == "pairs" else None
-    units = plan_units(cfg, persons, garments, pairs_list)
-    if not units:
-        raise ConfigError(f"nothing to render: no pair of the shards at {cfg.shards} passes the filters, "
-                          f"categories {cfg.categories} and pairing '{cfg.pairing}'")
-    digest = plan_digest(units)
-
     ck_meta = {}
     if not random_init:
         ck_meta = {label: _checkpoint_meta(label, path) for label, path in
@@ -238,6 +231,31 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         width = ck_meta["warp"]["width"]
     else:
         width = cfg.model.width if cfg.model.width is not None else RANDOM_WIDTH
+    device = _resolve_device(cfg)
+    precision = resolve_precision(cfg.precision, device)
+    settings = WorkerSettings(
+        job_root=job.root, shards_root=cfg.shards, variant=variant, resolution=resolution,
+        shard_size=tuple(shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
+        quality=cfg.output_format.quality, debug=cfg.output_format.debug, device=device,
+        composite=cfg.composite, frame=cfg.output_format.frame,
+        precision=precision["resolved"], warp_checkpoint=cfg.checkpoints.warp,
+        generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
+        thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
+        num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0,
+        log_level=logging.DEBUG if is_verbose() else logging.INFO)
+    pool = None
+    if cfg.runner == "ray" and (cfg.force or not job.exists("job.json")):
+        # a new job certainly has work: start the actors now, so that their start-up (Python,
+        # torch, the networks) overlaps the planning, hashing and writing below
+        pool = _start_pool(cfg, settings, s3, stack)
+
+    pairs_list = read_pairs_file(cfg, s3) if cfg.pairing == "pairs" else None
+    units = plan_units(cfg, persons, garments, pairs_list)
+    if not units:
+        raise ConfigError(f"nothing to render: no pair of the shards at {cfg.shards} passes the filters, "
+                          f"categories {cfg.categories} and pairing '{cfg.pairing}'")
+    digest = plan_digest(units)
+
     hashes = {k: sha256_file(p, _s3_dict(s3)) for k, p in
               (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator)) if p}
     model_note = RANDOM_NOTE.format(width=width) if random_init else \
@@ -245,8 +263,6 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     if random_init:
         bar = "!" * 100
         print(f"{bar}\n!! {model_note}\n{bar}", file=sys.stderr)
-    device = _resolve_device(cfg)
-    precision = resolve_precision(cfg.precision, device)
     fingerprint = hashlib.sha256(json.dumps({
         "plan": digest, "variant": variant, "ckpt": hashes, "width": width, "seed": cfg.model.seed,
         "resolution": resolution, "format": cfg.output_format.model_dump(), "precision": precision["resolved"],
@@ -294,17 +310,6 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     log.info("plan: %d units, %d pairs (%s, %d done); rendering %d units / %d pairs on %s (%s)",
              len(units), total_pairs, variant, len(done), len(todo), todo_pairs, device, cfg.runner)
 
-    settings = WorkerSettings(
-        job_root=job.root, shards_root=cfg.shards, variant=variant, resolution=resolution,
-        shard_size=tuple(shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
-        quality=cfg.output_format.quality, debug=cfg.output_format.debug, device=device,
-        composite=cfg.composite, frame=cfg.output_format.frame,
-        precision=precision["resolved"], warp_checkpoint=cfg.checkpoints.warp,
-        generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
-        thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
-        num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0,
-        log_level=logging.DEBUG if is_verbose() else logging.INFO)
-
     from tqdm import tqdm
 
     bar = tqdm(total=todo_pairs, unit="pair", desc="render", disable=not cfg.progress or not todo_pairs,
@@ -328,7 +333,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
             if cfg.runner == "local":
                 run_units_local(settings, todo, on_result)
             else:
-                _run_on_ray(cfg, settings, todo, on_result, s3)
+                (pool or _start_pool(cfg, settings, s3, stack, units=len(todo))).run(todo, on_result)
     finally:
         bar.close()
     run_elapsed = time.time() - run_start
@@ -340,7 +345,22 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     return JobResult(summary["exit_code"], summary, job.root)
 
 
-def _run_on_ray(cfg: RenderConfig, settings, todo, on_result, s3) -> None:
+def _start_pool(cfg: RenderConfig, settings, s3, stack: contextlib.ExitStack, units: Optional[int] = None):
+    """Ray (joined or started locally, shut down with ``stack``) and a started actor pool."""
+    from infra import failpoints
+    from workers.render_actor import RayPool
+
+    stack.enter_context(_ray_session(cfg))
+    actors = cfg.actors if units is None else max(1, min(cfg.actors, units))
+    pool = RayPool(settings, actors=actors, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
+                   in_flight_per_actor=cfg.in_flight_per_actor, max_restarts=cfg.max_restarts,
+                   max_task_retries=cfg.max_task_retries, env_vars={**failpoints.armed_env(), **s3.export_env()})
+    stack.callback(pool.close)
+    return pool
+
+
+@contextlib.contextmanager
+def _ray_session(cfg: RenderConfig):
     # Ray's default for a new local cluster is token auth, announced on stderr unless the mode is
     # set explicitly: set the same mode explicitly. Ray reads it when first imported, and a user's
     # own setting wins.
@@ -349,25 +369,19 @@ def _run_on_ray(cfg: RenderConfig, settings, todo, on_result, s3) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
-    from infra import failpoints
-    from workers.render_actor import run_units_ray
-
     started_here = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=is_verbose(), configure_logging=False)
-        if cfg.address:
-            kwargs["address"] = cfg.address
-        else:
-            kwargs["object_store_memory"] = 256 * 1024 * 1024  # actors read shards themselves
-            need = cfg.actors * max(cfg.num_cpus, 0.01)
-            kwargs["num_cpus"] = max(int(need + 0.999), os.cpu_count() or 1)
-        ray.init(**kwargs)
-        started_here = True
     try:
-        run_units_ray(settings, todo, on_result, actors=cfg.actors, num_cpus=cfg.num_cpus,
-                      num_gpus=cfg.num_gpus, in_flight_per_actor=cfg.in_flight_per_actor,
-                      max_restarts=cfg.max_restarts, max_task_retries=cfg.max_task_retries,
-                      env_vars={**failpoints.armed_env(), **s3.export_env()})
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=is_verbose(), configure_logging=False)
+            if cfg.address:
+                kwargs["address"] = cfg.address
+            else:
+                kwargs["object_store_memory"] = 256 * 1024 * 1024  # actors read shards themselves
+                need = cfg.actors * max(cfg.num_cpus, 0.01)
+                kwargs["num_cpus"] = max(int(need + 0.999), os.cpu_count() or 1)
+            ray.init(**kwargs)
+            started_here = True
+        yield
     finally:
         if started_here:
             ray.shutdown()

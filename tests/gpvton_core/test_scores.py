@@ -89,3 +89,18 @@ def test_judge_thresholds_and_reasons():
     assert judge({"warp_miou": float("nan"), "ssim": None}).flag == "ok"
     custom = dict(DEFAULT_THRESHOLDS, warp_miou=Threshold(warn=0.05, fail=0.01))
     assert judge({"warp_miou": 0.1}, custom).flag == "ok"
+
+
+def test_separable_ssim_equals_the_torchmetrics_definition():
+    """The two 1-D Gaussian passes give torchmetrics' SSIM (map and per-image mean)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    g = torch.Generator().manual_seed(3)
+    pred = torch.rand(3, 3, 40, 28, generator=g) * 2 - 1
+    target = (pred + 0.3 * torch.randn(3, 3, 40, 28, generator=g)).clamp(-1, 1)
+    s, m = ssim_map(pred, target)
+    ref_s, ref_m = structural_similarity_index_measure((pred + 1) / 2, (target + 1) / 2, data_range=1.0,
+                                                       reduction="none", return_full_image=True)
+    assert m.shape == (3, 40, 28)
+    assert torch.allclose(s, ref_s, atol=1e-5) and torch.allclose(m, ref_m.mean(1), atol=1e-5)
+    assert float(ssim_map(pred, pred)[0].min()) > 0.9999       # identical images

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pytest
 
 from infra import failpoints
 from infra.storage import Storage, sanitize_id
+from pipelines.config import ConfigError
 from pipelines.render import RenderConfig, run_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +66,37 @@ def test_two_actor_pool_local_folder(ray_local, shards, tmp_path):
     assert text.count("render worker") == 2
     assert sorted(int(x.split("unit ")[1].split(":")[0]) for x in text.splitlines() if " unit " in x) == \
         sorted(i["unit_id"] for i in infos)
+
+
+def test_actors_start_while_the_driver_plans(ray_local, shards, tmp_path, monkeypatch):
+    """A new job's actors are placed before planning starts; a job stopped by a configuration error
+    after that leaves no output folder behind."""
+    import ray
+
+    import pipelines.render.job as job_mod
+
+    plan = job_mod.plan_units
+    seen: list[float] = []
+
+    def plan_after_actors(*args, **kwargs):
+        held = 0.0
+        wait_until = time.time() + 30     # placing an actor takes Ray a moment: wait for it, not for planning
+        while held < 2 * BASE["num_cpus"] and time.time() < wait_until:
+            time.sleep(0.05)
+            held = ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0.0)
+        seen.append(held)                  # CPUs the job's actors hold before the plan exists
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(job_mod, "plan_units", plan_after_actors)
+    deadline = time.time() + 60
+    while time.time() < deadline and ray.available_resources().get("CPU", 0.0) < ray.cluster_resources()["CPU"]:
+        time.sleep(0.2)   # actors of earlier tests are gone
+    res = run_job(RenderConfig(shards=str(shards), output=str(tmp_path / "job"), actors=2, **BASE))
+    assert res.exit_code == 0 and seen == [2 * BASE["num_cpus"]]
+    empty = dict(BASE, garments={"include": ["no-such-garment"]})
+    with pytest.raises(ConfigError, match="nothing to render"):
+        run_job(RenderConfig(shards=str(shards), output=str(tmp_path / "none"), actors=2, **empty))
+    assert not (tmp_path / "none").exists()
 
 
 def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, monkeypatch, capfd):
