@@ -10,6 +10,7 @@ capped at ``max_bytes``: the oldest lines go first, and the file says so.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from typing import Any
 
@@ -28,6 +29,7 @@ class JobLogHandler(logging.Handler):
         self._size = 0
         self._dropped = 0
         self._dirty = False
+        self._flush_lock = threading.Lock()
         if append:
             try:
                 if storage.exists(key):
@@ -61,13 +63,16 @@ class JobLogHandler(logging.Handler):
 
     def flush(self) -> None:
         """Write the file now (whole); never raises: logging must not fail a job."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        try:
-            self.storage.write_bytes(self.key, self.text().encode("utf-8"))
-        except Exception:  # noqa: BLE001
-            self._dirty = True
+        with self._flush_lock:   # threads of one worker: the newest text is written last
+            if not self._dirty:
+                return
+            with self.lock:      # a consistent snapshot while other threads log
+                self._dirty = False
+                text = self.text()
+            try:
+                self.storage.write_bytes(self.key, text.encode("utf-8"))
+            except Exception:  # noqa: BLE001
+                self._dirty = True
 
     def close(self) -> None:
         self.flush()

@@ -46,6 +46,7 @@ import io
 import logging
 import math
 import os
+import threading
 import time
 import traceback
 from collections import OrderedDict, deque
@@ -232,6 +233,10 @@ class UnitProcessor:
         from concurrent.futures import ThreadPoolExecutor
 
         self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpvton-write")
+        # Units may run on two threads (a Ray actor with max_concurrency 2): one reads and decodes
+        # the next unit while the other computes; the networks and their caches take one at a time.
+        self._prep_lock = threading.Lock()
+        self._compute_lock = threading.Lock()
 
     # -- caches --
     def _cache_put(self, cache: OrderedDict, key: tuple, value: Any) -> None:
@@ -454,8 +459,13 @@ class UnitProcessor:
         pairs = [(p["person_id"], p["garment_id"]) for p in unit["pairs"]]
         worn = dict(unit.get("worn") or {})
         files = unit.get("files") or {}
-        persons = self._load_inputs("person", list(unit["person_ids"]), category, files.get("persons", {}))
-        garments = self._load_inputs("garment", list(unit["garment_ids"]), category, files.get("garments", {}))
+        waited = time.time()
+        with self._prep_lock:      # reading and decoding overlap the previous unit's compute
+            t_prep = time.time()
+            waited = t_prep - waited
+            persons = self._load_inputs("person", list(unit["person_ids"]), category, files.get("persons", {}))
+            garments = self._load_inputs("garment", list(unit["garment_ids"]), category, files.get("garments", {}))
+            t_prep = (t_prep, time.time())
         rows: list[dict[str, Any]] = []
 
         def error_row(p: str, g: str, err: str) -> dict[str, Any]:
@@ -473,73 +483,78 @@ class UnitProcessor:
                 rows.append(error_row(p, g, f"bad input row: {type(bad[0]).__name__}: {bad[0]}"))
             else:
                 good.append((p, g))
-        try:
-            pfeat = self._encode("person", {p: persons[p] for p in {p for p, _ in good}}, category)
-            gfeat = self._encode("garment", {g: garments[g] for g in {g for _, g in good}}, category)
-        except Exception as exc:  # noqa: BLE001 - encoding failed for the batch: per item
-            log.warning("unit %d: batched encoding failed (%s); encoding one by one", uid, exc)
-            pfeat, gfeat = {}, {}
-            for kind, src, dst in (("person", persons, pfeat), ("garment", garments, gfeat)):
-                for i in sorted({p for p, _ in good} if kind == "person" else {g for _, g in good}):
-                    try:
-                        dst.update(self._encode(kind, {i: src[i]}, category))
-                    except Exception as e2:  # noqa: BLE001
-                        src[i] = e2
-            still = []
-            for p, g in good:
-                if p in pfeat and g in gfeat:
-                    still.append((p, g))
-                else:
-                    e = persons[p] if p not in pfeat else garments[g]
-                    rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
-            good = still
-
-        ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
-        bs = max(1, self.s.batch_size)
-        batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
-        writes: list[tuple[Any, dict[str, Any]]] = []
-        while batches:
-            batch = batches.popleft()
-            tb = time.time()
+        queued = time.time()
+        with self._compute_lock:   # one unit at a time on the networks (the device)
+            t_compute = time.time()
+            waited += t_compute - queued
             try:
-                res = self._run_batch(batch, ub, category, worn)
-            except Exception as exc:  # noqa: BLE001
-                if len(batch) > 1:  # isolate the failing pair(s)
-                    log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
-                    batches.extendleft([[x] for x in reversed(batch)])
-                    continue
-                rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-                continue
-            per_pair = (time.time() - tb) / len(batch)
-            for j, (p, g) in enumerate(batch):
-                t = res["tryon"][j]
-                if not bool(torch.isfinite(t).all()):
-                    rows.append(error_row(p, g, "non-finite values in the try-on output"))
-                    continue
-                key = self.output_key(category, p, g)
-                original = None
-                if self.s.frame == "original":
-                    try:
-                        original = (self._original(p), self._photo_meta[p][1],
-                                    None if res["alpha"] is None else res["alpha"][j])
-                    except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
-                        rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
-                                                    f"{type(exc).__name__}: {exc}"))
-                        continue
-                # encode + write on the writer threads: overlaps the next batch's compute
-                fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
-                                          res["cloth"][j] if self.s.debug else None,
-                                          res["label"][j] if self.s.debug else None, original)
-                sc = {k: float(v[j]) for k, v in res["scores"].items()}
-                verdict = judge(sc, self.thresholds)
-                row = dict(
-                    unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
-                    output_uri=self.storage.url(key), output_key=key,
-                    **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
-                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
-                rows.append(row)
-                writes.append((fut, row))
+                pfeat = self._encode("person", {p: persons[p] for p in {p for p, _ in good}}, category)
+                gfeat = self._encode("garment", {g: garments[g] for g in {g for _, g in good}}, category)
+            except Exception as exc:  # noqa: BLE001 - encoding failed for the batch: per item
+                log.warning("unit %d: batched encoding failed (%s); encoding one by one", uid, exc)
+                pfeat, gfeat = {}, {}
+                for kind, src, dst in (("person", persons, pfeat), ("garment", garments, gfeat)):
+                    for i in sorted({p for p, _ in good} if kind == "person" else {g for _, g in good}):
+                        try:
+                            dst.update(self._encode(kind, {i: src[i]}, category))
+                        except Exception as e2:  # noqa: BLE001
+                            src[i] = e2
+                still = []
+                for p, g in good:
+                    if p in pfeat and g in gfeat:
+                        still.append((p, g))
+                    else:
+                        e = persons[p] if p not in pfeat else garments[g]
+                        rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
+                good = still
 
+            ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
+            bs = max(1, self.s.batch_size)
+            batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
+            writes: list[tuple[Any, dict[str, Any]]] = []
+            while batches:
+                batch = batches.popleft()
+                tb = time.time()
+                try:
+                    res = self._run_batch(batch, ub, category, worn)
+                except Exception as exc:  # noqa: BLE001
+                    if len(batch) > 1:  # isolate the failing pair(s)
+                        log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
+                        batches.extendleft([[x] for x in reversed(batch)])
+                        continue
+                    rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+                    continue
+                per_pair = (time.time() - tb) / len(batch)
+                for j, (p, g) in enumerate(batch):
+                    t = res["tryon"][j]
+                    if not bool(torch.isfinite(t).all()):
+                        rows.append(error_row(p, g, "non-finite values in the try-on output"))
+                        continue
+                    key = self.output_key(category, p, g)
+                    original = None
+                    if self.s.frame == "original":
+                        try:
+                            original = (self._original(p), self._photo_meta[p][1],
+                                        None if res["alpha"] is None else res["alpha"][j])
+                        except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
+                            rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
+                                                        f"{type(exc).__name__}: {exc}"))
+                            continue
+                    # encode + write on the writer threads: overlaps the next batch's compute
+                    fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
+                                              res["cloth"][j] if self.s.debug else None,
+                                              res["label"][j] if self.s.debug else None, original)
+                    sc = {k: float(v[j]) for k, v in res["scores"].items()}
+                    verdict = judge(sc, self.thresholds)
+                    row = dict(
+                        unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
+                        output_uri=self.storage.url(key), output_key=key,
+                        **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
+                        flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
+                    rows.append(row)
+                    writes.append((fut, row))
+
+            t_compute = (t_compute, time.time())
         for fut, row in writes:  # every image is stored before the scores file and the marker
             try:
                 fut.result()
@@ -559,12 +574,14 @@ class UnitProcessor:
         key = unit_key(uid)
         self.storage.write_bytes(key, buf.getvalue())
         counts = {f: sum(1 for r in rows if r["flag"] == f) for f in ("ok", "warn", "fail", "error")}
-        summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0,
+        summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0 - waited,
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
                    "storage_failures_injected": failpoints.storage_failures_injected(),
-                   "precision": self.precision}
+                   "precision": self.precision,
+                   "phases": {"prep": list(t_prep), "compute": list(t_compute)}}   # epoch seconds
         self.storage.mark_done(key, summary)
-        self.units_done += 1
+        with self._prep_lock:
+            self.units_done += 1
         return summary
 
     def ping(self) -> int:
@@ -605,10 +622,11 @@ class RenderActor(UnitProcessor):
             log.exception("render worker %d could not start", worker)
             self._log.flush()
             raise
-        # written with the first unit: a pool started before planning leaves no log behind when the
-        # driver then stops on a configuration error
+        # written when the first unit arrives: a pool started before planning leaves no log behind
+        # when the driver then stops on a configuration error
 
     def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        self._log.flush()   # the start-up records, before anything can kill this process
         try:
             res = super().process_unit(unit)
             log.info("unit %d: %d pairs %s in %.1fs", res["unit_id"], res["pairs"], res["counts"], res["seconds"])
@@ -661,8 +679,9 @@ class RayPool:
                  env_vars: Optional[dict[str, str]] = None, unit_attempts: int = 2):
         import ray
 
+        # two units per actor run at once: one computes while the other is read, decoded or written
         opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                                    max_task_retries=max_task_retries)
+                                    max_task_retries=max_task_retries, max_concurrency=max(1, in_flight_per_actor))
         if env_vars:
             opts["runtime_env"] = {"env_vars": dict(env_vars)}
         self._actor = ray.remote(RenderActor).options(**opts)

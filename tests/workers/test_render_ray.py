@@ -99,6 +99,21 @@ def test_actors_start_while_the_driver_plans(ray_local, shards, tmp_path, monkey
     assert not (tmp_path / "none").exists()
 
 
+def test_an_actor_reads_the_next_unit_while_it_computes(ray_local, shards, tmp_path):
+    """With two units in flight an actor prepares (reads, decodes) one while the other is on the
+    networks; the networks still take one unit at a time."""
+    job = tmp_path / "job"
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), actors=1, in_flight_per_actor=2, **BASE))
+    assert res.exit_code == 0
+    _, infos = check_storage(Storage(str(job)), expected_pairs(shards))
+    assert len(infos) >= 3 and len({i["pid"] for i in infos}) == 1
+    units = sorted(infos, key=lambda i: i["phases"]["compute"][0])
+    for a, b in zip(units, units[1:]):
+        assert b["phases"]["compute"][0] >= a["phases"]["compute"][1]     # never two on the networks
+    overlapped = [b for a, b in zip(units, units[1:]) if b["phases"]["prep"][1] <= a["phases"]["compute"][1]]
+    assert overlapped, [i["phases"] for i in units]                       # the next unit was ready in time
+
+
 def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, monkeypatch, capfd):
     marker = tmp_path / "crashed"
     monkeypatch.setenv(failpoints.env("crash_unit"), "1")       # the actor process exits once on unit 1
