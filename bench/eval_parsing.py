@@ -18,8 +18,9 @@ Printed / written:
   those (the project's measure, kept in the ``parsing`` module docstring);
 * ``pooled`` — per class, Σ intersection / Σ union over the items (large items weigh more);
 * ``ceiling`` — the same measure when the derived garment regions keep their outline but take
-  the reference's labels inside it (sleeve / torso and left / right pants splits made perfect):
-  how far a better split alone could go; the rest is where LIP's outlines differ from GP-VTON's.
+  the reference's labels inside it (sleeve / torso and left / right pants splits made perfect, and
+  the left / right side of arm skin, so a side swap of LIP's arms would show here): how far a
+  better split alone could go; the rest is where LIP's outlines differ from GP-VTON's.
 
 The JSON adds the CPU model (and ``bench/sysinfo.py``'s machine block) and the derivation version.
 """
@@ -41,8 +42,9 @@ from gpvton_core.conditions import DERIVATION_VERSION  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
 
 SIZE = (512, 384)
-# Groups whose split (not outline) the derivation decides: garment torso + sleeves, pants halves.
-SPLIT_GROUPS = ((5, 21, 22), (6, 24, 25), (7, 26, 27), (9, 10))
+# Groups whose split (not outline) the derivation decides: garment torso + sleeves, pants halves;
+# the arms' left / right (taken from LIP) could be re-decided from the pose the same way.
+SPLIT_GROUPS = ((5, 21, 22), (6, 24, 25), (7, 26, 27), (9, 10), (15, 16))
 SHORT = {9: "l_pants", 10: "r_pants", 15: "l_arm", 16: "r_arm", 21: "l_sleeve", 22: "r_sleeve",
          24: "l_sl_dr", 25: "r_sl_dr", 26: "l_sl_coat", 27: "r_sl_coat"}
 

@@ -13,4 +13,4 @@ Modules:
 Every image-like array is H×W (×C) NumPy; label maps are uint8.
 """
 
-DERIVATION_VERSION = "1.1.0"
+DERIVATION_VERSION = "1.2.0"
