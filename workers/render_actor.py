@@ -350,7 +350,9 @@ class UnitProcessor:
                 preserve_warp=person.preserve_warp.index_select(0, pi), label=out.warped_label[:, 0],
                 targets=ub["targets"].index_select(0, pi),
                 paired=torch.tensor([worn.get(p) == g for p, g in pairs]))
-        return {"tryon": tryon.cpu(), "cloth": out.warped_cloth.float().cpu(), "label": out.warped_label[:, 0].cpu(),
+        debug = self.s.debug   # the warped garment and label are written only as debug outputs
+        return {"tryon": tryon.cpu(), "cloth": out.warped_cloth.float().cpu() if debug else None,
+                "label": out.warped_label[:, 0].cpu() if debug else None,
                 "alpha": None if alpha is None else alpha[:, 0].cpu(), "scores": scores}
 
     def _paste_back(self, tryon, photo, out, background, part_cls):
