@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from sysinfo import finish, machine_info  # noqa: E402  (CPU model, bf16 flags, threads, torch, load)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.preprocess.derive import derive_item
     from pipelines.preprocess.readers import read_inputs
 
-    load_before = os.getloadavg()[0]
+    machine = machine_info(1)
     shared = Path(args.shared)
     inputs = [("vitonhd", str(shared / "vitonhd")), ("dresscode", str(shared / "dresscode"))]
     items = read_inputs(inputs)
@@ -88,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                                "items_per_s": round(len(items) / wall, 3), "cores": os.cpu_count(),
                                "runner": "FnApiRunner", "counts": r["counts"]}
 
-    report = {"resolution": "512x384", "torch_threads": 1, "machine": platform.machine(),
-              "python": platform.python_version(), "cpu_count": os.cpu_count(),
-              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              # other processes on the machine slow the figures down: record the 1-min load
-              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-              "results": results}
+    report = {"machine": finish(machine), "resolution": "512x384", "torch_threads": 1, "results": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from sysinfo import finish, machine_info  # noqa: E402  (CPU model, bf16 flags, threads, torch, load)
 
 
 def bench(stage: str, width: float, steps: int, b, perceptual: bool) -> dict:
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.synthetic import make_catalogue, upper_training_batch
 
     torch.set_num_threads(args.threads)
+    machine = machine_info(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         make_catalogue(tmp, n_garments=3, n_persons=3 * args.batch, height=256, width=192, seed=0)
         b = upper_training_batch(Path(tmp), "vitonhd", n=args.batch)
@@ -108,11 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             r = bench(stage, width, steps, b, not args.no_perceptual)
             print(json.dumps(r), flush=True)
             results.append(r)
-    load = os.getloadavg()
-    out = {"resolution": "256x192", "torch_threads": args.threads, "perceptual": not args.no_perceptual,
-           "machine": platform.machine(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-           "torch": torch.__version__, "loadavg_1m_at_end": round(load[0], 2),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
+    out = {"machine": finish(machine), "resolution": "256x192", "torch_threads": args.threads,
+           "perceptual": not args.no_perceptual, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -4,7 +4,9 @@
 
 One row per result file, newest schema first, each with the machine it ran on (CPU model, bf16
 support, threads, torch, load average: bench/sysinfo.py's ``machine`` block; older files that
-lack it say so). A load average above the thread count marks the numbers *loaded*.
+lack it say so). The numbers are marked *loaded* when more than a quarter of the CPUs were busy in
+the second before the run started (``cpu_busy_start``; older files: a 1-minute load average above half
+the CPU count).
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ def machine_cell(doc: dict) -> str:
     parts.append(f"{m.get('threads')} threads, torch {m.get('torch')}")
     load = m.get("loadavg_start") or [0]
     end = m.get("loadavg_end") or load
-    loaded = max(load[0], end[0]) > (m.get("cpu_count") or 1) * 0.5 and not m.get("cuda")
+    # the load before the run says whether other jobs shared the CPUs (at the end it also counts the
+    # benchmark's own processes, e.g. two render actors on two cores)
+    busy = m.get("cpu_busy_start")
+    if busy is not None:   # measured right before the run: other work on the CPUs
+        loaded = busy > 0.25 and not m.get("cuda")
+        parts.append(f"CPUs {busy:.0%} busy at the start, load {load[0]:.1f}→{end[0]:.1f}"
+                     + (" (*loaded*)" if loaded else ""))
+        return ", ".join(parts)
+    loaded = load[0] > (m.get("cpu_count") or 1) * 0.5 and not m.get("cuda")
     parts.append(f"load {load[0]:.1f}→{end[0]:.1f}" + (" (*loaded*)" if loaded else ""))
     return ", ".join(parts)
 
@@ -122,10 +132,20 @@ def render_rows(name: str, doc: dict) -> list[str]:
     if "pipeline_efficiency" not in doc:
         return []
     s = doc.get("setup", {})
-    return [f"| `bench/bench_render.py` {s.get('resolution')}, width {s.get('width')}, {s.get('pairs')} pairs | "
-            f"model-only {_f(doc['model_only']['pairs_per_second'])} pairs/s; 1 actor efficiency "
-            f"**{_f(doc['pipeline_efficiency'])}** (steady {_f(doc.get('pipeline_efficiency_steady'))}); 1→2 actors "
-            f"{_f(doc.get('actor_speedup_1_to_2'))}× | {machine_cell(doc)} | `{name}` |"]
+    res = "×".join(str(x) for x in s.get("resolution") or ["?"])
+    what = f"| `bench/bench_render.py` {res}, width {s.get('width')}, {s.get('pairs')} pairs"
+    if "rounds" not in doc:   # the first schema: 1 actor against one model-only process
+        return [f"{what} | model-only {_f(doc['model_only']['pairs_per_second'])} pairs/s; 1 actor efficiency "
+                f"**{_f(doc['pipeline_efficiency'])}** (steady {_f(doc.get('pipeline_efficiency_steady'))}); "
+                f"1→2 actors {_f(doc.get('actor_speedup_1_to_2'))}× | {machine_cell(doc)} | `{name}` |"]
+    n = s.get("actors", 2)
+    rounds = "; ".join(f"{_f(r['end_to_end']['pairs_per_second'])} / {_f(r['model_only']['pairs_per_second'])}"
+                       for r in doc["rounds"])
+    return [f"{what}, {s.get('precision')}, {n} actors | end-to-end / model-only pairs/s per round: {rounds} → "
+            f"efficiency **{_f(doc['pipeline_efficiency'])}** (median; rounds "
+            f"{', '.join(_f(x) for x in doc['pipeline_efficiency_rounds'])}), steady "
+            f"{_f(doc.get('pipeline_efficiency_steady'))}; 1 actor {_f(doc.get('pipeline_efficiency_1_actor'))}; "
+            f"1→{n} actors {_f(doc.get('actor_speedup'))}× | {machine_cell(doc)} | `{name}` |"]
 
 
 def generic_rows(name: str, doc: dict) -> list[str]:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,6 +54,29 @@ def _git_commit() -> Optional[str]:
         return None
 
 
+def cpu_busy(seconds: float = 1.0) -> Optional[float]:
+    """Fraction of all CPUs busy over ``seconds`` (from /proc/stat): what else runs right now.
+
+    The load average is a slow mean (a benchmark that just ended still weighs on it for minutes);
+    this says whether other work shares the CPUs at the moment a run starts.
+    """
+    def sample() -> Optional[tuple[int, int]]:
+        try:
+            with open("/proc/stat") as fh:
+                vals = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return sum(vals), idle
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    if a is None or b is None or b[0] == a[0]:
+        return None
+    return round(1 - (b[1] - a[1]) / (b[0] - a[0]), 3)
+
+
 def machine_info(threads: Optional[int] = None) -> dict[str, Any]:
     """The ``"machine"`` block of a benchmark JSON (``threads``: what the benchmark sets)."""
     import torch
@@ -68,6 +92,7 @@ def machine_info(threads: Optional[int] = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg_start": list(os.getloadavg()),
+        "cpu_busy_start": cpu_busy(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": _git_commit(),
         "cuda": None,
