@@ -445,13 +445,99 @@ class UnitProcessor:
         Image.fromarray((label.numpy().astype(np.uint8) * 25)).save(buf, format="PNG")
         return buf.getvalue()
 
-    def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
-        """Render one unit; returns its summary (counts, seconds). Writes scores + marker last."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def _encode_unit(self, uid: int, category: str, good: list[tuple[str, str]], persons: dict, garments: dict,
+                     rows: list[dict], error_row: Callable[..., dict]) -> tuple[list, dict, dict]:
+        """(pairs still good, person features, garment features); a failed batch is retried item by
+        item, and the pairs of an item that still fails become error rows."""
+        try:
+            pfeat = self._encode("person", {p: persons[p] for p in {p for p, _ in good}}, category)
+            gfeat = self._encode("garment", {g: garments[g] for g in {g for _, g in good}}, category)
+            return good, pfeat, gfeat
+        except Exception as exc:  # noqa: BLE001 - encoding failed for the batch: per item
+            log.warning("unit %d: batched encoding failed (%s); encoding one by one", uid, exc)
+        pfeat, gfeat = {}, {}
+        for kind, src, dst in (("person", persons, pfeat), ("garment", garments, gfeat)):
+            for i in sorted({p for p, _ in good} if kind == "person" else {g for _, g in good}):
+                try:
+                    dst.update(self._encode(kind, {i: src[i]}, category))
+                except Exception as e2:  # noqa: BLE001
+                    src[i] = e2
+        still = []
+        for p, g in good:
+            if p in pfeat and g in gfeat:
+                still.append((p, g))
+            else:
+                e = persons[p] if p not in pfeat else garments[g]
+                rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
+        return still, pfeat, gfeat
+
+    def _compute(self, uid: int, category: str, good: list[tuple[str, str]], persons: dict, garments: dict,
+                 worn: dict, rows: list[dict], error_row: Callable[..., dict]) -> list[tuple[Any, dict]]:
+        """Encode, run the pairs in batches, score them and hand the images to the writer threads;
+        appends a row per pair to ``rows`` and returns (pending write, row) for the written ones."""
         import torch
 
         from gpvton_core.scores import judge
+
+        good, pfeat, gfeat = self._encode_unit(uid, category, good, persons, garments, rows, error_row)
+        ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
+        bs = max(1, self.s.batch_size)
+        batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
+        writes: list[tuple[Any, dict[str, Any]]] = []
+        while batches:
+            batch = batches.popleft()
+            tb = time.time()
+            try:
+                res = self._run_batch(batch, ub, category, worn)
+            except Exception as exc:  # noqa: BLE001
+                if len(batch) > 1:  # isolate the failing pair(s)
+                    log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
+                    batches.extendleft([[x] for x in reversed(batch)])
+                    continue
+                rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+                continue
+            per_pair = (time.time() - tb) / len(batch)
+            for j, (p, g) in enumerate(batch):
+                t = res["tryon"][j]
+                if not bool(torch.isfinite(t).all()):
+                    rows.append(error_row(p, g, "non-finite values in the try-on output"))
+                    continue
+                key = self.output_key(category, p, g)
+                original = None
+                if self.s.frame == "original":
+                    try:
+                        original = (self._original(p), self._photo_meta[p][1],
+                                    None if res["alpha"] is None else res["alpha"][j])
+                    except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
+                        rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
+                                                    f"{type(exc).__name__}: {exc}"))
+                        continue
+                # encode + write on the writer threads: overlaps the next batch's compute
+                fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
+                                          res["cloth"][j] if self.s.debug else None,
+                                          res["label"][j] if self.s.debug else None, original)
+                sc = {k: float(v[j]) for k, v in res["scores"].items()}
+                verdict = judge(sc, self.thresholds)
+                row = dict(
+                    unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
+                    output_uri=self.storage.url(key), output_key=key,
+                    **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
+                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
+                rows.append(row)
+                writes.append((fut, row))
+        return writes
+
+    def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        """Render one unit; returns its summary (counts, seconds). Writes scores + marker last.
+
+        Three phases: read and decode the inputs, compute (encoders, pairs, scores; images go to
+        the writer threads), then wait for the images and write the scores file and the marker.
+        Two units may run at once on two threads: the first phase of one overlaps the compute of
+        the other, and the compute phase takes one unit at a time.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         from infra.schema import SCORES
 
         t0 = time.time()
@@ -461,14 +547,13 @@ class UnitProcessor:
         pairs = [(p["person_id"], p["garment_id"]) for p in unit["pairs"]]
         worn = dict(unit.get("worn") or {})
         files = unit.get("files") or {}
-        waited = time.time()
-        with self._prep_lock:      # reading and decoding overlap the previous unit's compute
-            t_prep = time.time()
-            waited = t_prep - waited
+        queued = time.time()
+        with self._prep_lock:
+            prep = [time.time()]
             persons = self._load_inputs("person", list(unit["person_ids"]), category, files.get("persons", {}))
             garments = self._load_inputs("garment", list(unit["garment_ids"]), category, files.get("garments", {}))
-            t_prep = (t_prep, time.time())
-        rows: list[dict[str, Any]] = []
+            prep.append(time.time())
+        waited = prep[0] - queued
 
         def error_row(p: str, g: str, err: str) -> dict[str, Any]:
             return dict(unit_id=uid, person_id=p, garment_id=g, category=category,
@@ -476,6 +561,7 @@ class UnitProcessor:
                         preserve_ssim=None, ssim=None, parse_miou=None, flag="error", reason=None,
                         error=err[:2000], seconds=None)
 
+        rows: list[dict[str, Any]] = []
         good = []
         for p, g in pairs:
             bad = [x for x in (persons.get(p), garments.get(g)) if isinstance(x, Exception)]
@@ -487,76 +573,10 @@ class UnitProcessor:
                 good.append((p, g))
         queued = time.time()
         with self._compute_lock:   # one unit at a time on the networks (the device)
-            t_compute = time.time()
-            waited += t_compute - queued
-            try:
-                pfeat = self._encode("person", {p: persons[p] for p in {p for p, _ in good}}, category)
-                gfeat = self._encode("garment", {g: garments[g] for g in {g for _, g in good}}, category)
-            except Exception as exc:  # noqa: BLE001 - encoding failed for the batch: per item
-                log.warning("unit %d: batched encoding failed (%s); encoding one by one", uid, exc)
-                pfeat, gfeat = {}, {}
-                for kind, src, dst in (("person", persons, pfeat), ("garment", garments, gfeat)):
-                    for i in sorted({p for p, _ in good} if kind == "person" else {g for _, g in good}):
-                        try:
-                            dst.update(self._encode(kind, {i: src[i]}, category))
-                        except Exception as e2:  # noqa: BLE001
-                            src[i] = e2
-                still = []
-                for p, g in good:
-                    if p in pfeat and g in gfeat:
-                        still.append((p, g))
-                    else:
-                        e = persons[p] if p not in pfeat else garments[g]
-                        rows.append(error_row(p, g, f"encoding failed: {type(e).__name__}: {e}"))
-                good = still
-
-            ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
-            bs = max(1, self.s.batch_size)
-            batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
-            writes: list[tuple[Any, dict[str, Any]]] = []
-            while batches:
-                batch = batches.popleft()
-                tb = time.time()
-                try:
-                    res = self._run_batch(batch, ub, category, worn)
-                except Exception as exc:  # noqa: BLE001
-                    if len(batch) > 1:  # isolate the failing pair(s)
-                        log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
-                        batches.extendleft([[x] for x in reversed(batch)])
-                        continue
-                    rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-                    continue
-                per_pair = (time.time() - tb) / len(batch)
-                for j, (p, g) in enumerate(batch):
-                    t = res["tryon"][j]
-                    if not bool(torch.isfinite(t).all()):
-                        rows.append(error_row(p, g, "non-finite values in the try-on output"))
-                        continue
-                    key = self.output_key(category, p, g)
-                    original = None
-                    if self.s.frame == "original":
-                        try:
-                            original = (self._original(p), self._photo_meta[p][1],
-                                        None if res["alpha"] is None else res["alpha"][j])
-                        except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
-                            rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
-                                                        f"{type(exc).__name__}: {exc}"))
-                            continue
-                    # encode + write on the writer threads: overlaps the next batch's compute
-                    fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
-                                              res["cloth"][j] if self.s.debug else None,
-                                              res["label"][j] if self.s.debug else None, original)
-                    sc = {k: float(v[j]) for k, v in res["scores"].items()}
-                    verdict = judge(sc, self.thresholds)
-                    row = dict(
-                        unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
-                        output_uri=self.storage.url(key), output_key=key,
-                        **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
-                        flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
-                    rows.append(row)
-                    writes.append((fut, row))
-
-            t_compute = (t_compute, time.time())
+            compute = [time.time()]
+            writes = self._compute(uid, category, good, persons, garments, worn, rows, error_row)
+            compute.append(time.time())
+        waited += compute[0] - queued
         for fut, row in writes:  # every image is stored before the scores file and the marker
             try:
                 fut.result()
@@ -580,7 +600,7 @@ class UnitProcessor:
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
                    "storage_failures_injected": failpoints.storage_failures_injected(),
                    "precision": self.precision,
-                   "phases": {"prep": list(t_prep), "compute": list(t_compute)}}   # epoch seconds
+                   "phases": {"prep": prep, "compute": compute}}   # epoch seconds
         self.storage.mark_done(key, summary)
         with self._prep_lock:
             self.units_done += 1

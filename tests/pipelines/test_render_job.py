@@ -124,6 +124,29 @@ def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 0
 
 
+def test_an_item_whose_encoding_fails_fails_only_its_pairs(shards, tmp_path, monkeypatch):
+    """A unit whose batched encoding raises is encoded item by item: only the failing item's pairs
+    become error rows, the rest of the unit renders."""
+    from workers.render_actor import UnitProcessor
+
+    pairs = expected_pairs(shards)
+    victim = sorted({p for p, _ in pairs})[0]
+    encode = UnitProcessor._encode
+
+    def failing_encode(self, kind, items, category):
+        if kind == "person" and victim in items:
+            raise RuntimeError("encoder exploded")
+        return encode(self, kind, items, category)
+
+    monkeypatch.setattr(UnitProcessor, "_encode", failing_encode)
+    job = tmp_path / "job"
+    run_job(RenderConfig(shards=str(shards), output=str(job), max_unrendered_fraction=1.0, **BASE))
+    scores = check_job(job, pairs)
+    errors = {(r["person_id"], r["garment_id"]): r["error"] for r in scores.to_pylist() if r["flag"] == "error"}
+    assert set(errors) == {(victim, g) for g in ("g0002", "g0007")}
+    assert all(e == "encoding failed: RuntimeError: encoder exploded" for e in errors.values())
+
+
 def test_resume_after_kill(shards, tmp_path):
     job = tmp_path / "job"
     cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
