@@ -682,6 +682,18 @@ def run_units_local(settings: WorkerSettings, units: list[dict],
         on_result(res)
 
 
+def takes_unit(load: list[int], actor: int, pending: int, in_flight: int) -> bool:
+    """Whether ``actor`` (with ``load[actor]`` units in flight) gets another unit now.
+
+    Up to ``in_flight`` each while there is plenty of work; once fewer units are left than there
+    are actors, only an idle actor takes one, so the last units are not queued behind a busy actor
+    while another one waits with nothing to do.
+    """
+    if load[actor] >= in_flight:
+        return False
+    return load[actor] == 0 or pending >= len(load)
+
+
 class RayPool:
     """Fixed pool of Ray core actors with bounded in-flight units per actor (backpressure).
 
@@ -728,7 +740,7 @@ class RayPool:
 
         def fill() -> None:
             for a in range(n):
-                while load[a] < self.in_flight_per_actor and pending:
+                while pending and takes_unit(load, a, len(pending), self.in_flight_per_actor):
                     u = pending.popleft()
                     attempts[int(u["unit_id"])] = attempts.get(int(u["unit_id"]), 0) + 1
                     inflight[pool[a].process_unit.remote(u)] = (a, u, pool[a])
