@@ -775,13 +775,3 @@ class RayPool:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-
-
-def run_units_ray(settings: WorkerSettings, units: list[dict], on_result: Callable[[dict], None],
-                  *, actors: int = 1, **pool_options: Any) -> None:
-    """Render ``units`` on a fresh :class:`RayPool` of at most ``actors`` actors, then stop it."""
-    pool = RayPool(settings, actors=max(1, min(actors, len(units))), **pool_options)
-    try:
-        pool.run(units, on_result)
-    finally:
-        pool.close()
