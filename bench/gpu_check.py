@@ -10,7 +10,7 @@ Sections (each guarded: a failure is recorded with its traceback and the next on
   against the float32 tolerances. Without fixtures: the same networks (random weights) on the
   device in float32 against a CPU float64 run of the same inference path (a self-check, marked so).
 * ``throughput`` — pairs/s of :class:`~gpvton_core.inference.TryOnPipeline` at 512×384, official
-  width, on an 8×8 cross product (encoders included) for fp32 / bf16 / fp16 at unit batch 8 and 32,
+  width, on an 8×8 cross product (``--grid``; encoders included) for fp32 / bf16 / fp16 at unit batch 8 and 32,
   eager, ``torch.compile`` and CUDA graphs (``reduce-overhead``); peak GPU memory; SSIM of each
   reduced precision against fp32. Compiled configs run after the render section, while the
   time budget lasts; those that do not fit are recorded as skipped.
@@ -102,9 +102,10 @@ def section_parity(a, res: dict) -> None:
         runs = [parity.Run(torch.float32, "training", False, dev), parity.Run(torch.float32, "inference", True, dev)]
         checks = parity.run(fixtures, runs, Path(a.spec), Path(a.spec) / "checkpoints", log=lambda s: None)
         res["mode"] = "fixtures"
-        res["checks"] = [{"fixture": c.fixture, "run": c.dtype, "name": c.name, "max_abs": c.max_abs,
-                          "mean_abs": c.mean_abs, "tol": c.tol, "ok": c.ok} for c in checks]
-        res["passed"] = all(c.ok for c in checks)
+        res["checks"] = [{"fixture": c.fixture, "run": c.dtype, "name": c.name, "max_abs": float(c.max_abs),
+                          "mean_abs": float(c.mean_abs), "tol": c.tol,
+                          "ok": bool(c.ok)} for c in checks]
+        res["passed"] = all(bool(c.ok) for c in checks)
         res["summary"] = f"{sum(c.ok for c in checks)}/{len(checks)} checks passed"
         return
     # self-check: device float32 against CPU float64, same random weights, inference path
@@ -159,7 +160,10 @@ def _throughput_one(a, prec: str, batch: int, compile_mode, grid: int, h: int, w
         torch.cuda.empty_cache()
     t0 = time.perf_counter()
     gb, pb = pipe.encode_garments(garment), pipe.encode_persons(person)
-    pipe.run_pairs(gb, pb, gi[:batch], pi[:batch], batch_size=batch)  # warm-up / compilation
+    # warm-up / compilation; CUDA graphs are recorded on a later call than the first, so compiled
+    # modes warm up on three batches before the timed pass
+    n_warm = batch * (3 if compile_mode else 1)
+    pipe.run_pairs(gb, pb, gi[:n_warm], pi[:n_warm], batch_size=batch)
     _sync(dev)
     warm = time.perf_counter() - t0
     if dev.type == "cuda":  # steady state: cuDNN's autotuning tries algorithms with huge workspaces
@@ -185,7 +189,7 @@ def section_throughput(a, res: dict, budget: Budget, compiled: bool, save: Calla
     quick = a.quick
     h, w = (64, 64) if quick else (512, 384)
     width = 1 / 16 if quick else 1.0
-    grid = 4 if quick else 8
+    grid = 4 if quick else a.grid
     batches = (2, 4) if quick else (8, 32)
     precs = ["fp32", "bf16"] + ([] if a.device == "cpu" else ["fp16"])
     if not native_bf16(a.device)[0] and not quick:
@@ -202,6 +206,9 @@ def section_throughput(a, res: dict, budget: Budget, compiled: bool, save: Calla
                                                      else precs) for b in batches]
     else:
         order = [(p, b, None) for p in precs for b in batches]
+    if compiled and a.compiled:
+        wanted = [c.split(":") for c in a.compiled]
+        order = [(p, int(b), True if m == "default" else m) for p, b, m in wanted]
     for prec, batch, mode in order:
         # seconds a config may take (H200: eager ≈ 5 s; compiling took 60 s at batch 8, 130 s at batch 32)
         need = 20 if not compiled else (70 if batch <= 8 else 140)
@@ -235,6 +242,15 @@ def section_throughput(a, res: dict, budget: Budget, compiled: bool, save: Calla
 
 # ---- (c) render end to end ----------------------------------------------------------------------
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
 def _build_shards(out: Path, size: int, n_persons: int, n_garments: int) -> tuple[int, int]:
     """A small synthetic catalogue through the Beam preprocessing stage (needs apache-beam)."""
     from pipelines.demo import SIZES, build_shards
@@ -260,81 +276,143 @@ def section_render(a, res: dict) -> None:
 
     size = 128 if a.quick else 512
     width = 1 / 16 if a.quick else 1.0
-    n_persons, n_garments = (3, 6) if a.quick else (8, 24)
+    n_persons, n_garments = (3, 6) if a.quick else a.catalogue
     batch = 4 if a.quick else 8
     prec = "bf16" if (a.device != "cpu" and native_bf16(a.device)[0]) else "fp32"
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     t0 = time.time()
     shards = Path(a.shards) if a.shards else tmp / "shards"
     if a.shards:   # prebuilt (a GPU box without Beam): python bench/gpu_check.py --build-shards DIR here
-        h, w = json.loads((shards / "manifest.json").read_text())["height"], json.loads(
-            (shards / "manifest.json").read_text())["width"]
-        size = h
+        manifest = json.loads((shards / "manifest.json").read_text())
+        h, w, size = manifest["height"], manifest["width"], manifest["height"]
+        n_persons, n_garments = manifest["counts"]["persons"], manifest["counts"]["garments"]
     else:
         h, w = _build_shards(shards, size, n_persons, n_garments)
     res["setup"] = {"resolution": [h, w], "width": width, "persons": n_persons, "garments": n_garments,
                     "batch_size": batch, "precision": prec, "actors": 1, "shards_s": time.time() - t0}
-    # model-only: the same networks and settings on the same shards, inputs decoded in memory
+    # model-only: the same networks and settings on the same shards, inputs decoded beforehand
     prow = pq.read_table(shards / "persons").to_pylist()
     grow = pq.read_table(shards / "garments").to_pylist()
-    torch.manual_seed(0)
-    pipe = TryOnPipeline(LFGPWarp("dresscode", width), TryOnGenerator(width), resolution=(h, w), device=a.device,
-                         precision=prec)
-    pairs = 0
-    t0 = 0.0
-    for cat in ("warm-up", "upper", "lower", "dresses"):
-        warm = cat == "warm-up"
-        cat = "upper" if warm else cat
+    work = []
+    for cat in ("upper", "lower", "dresses"):
         P = [gin.person_inputs(r["person_id"], decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
                                decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32), cat,
                                "dresscode") for r in prow if cat in r["categories"]]
         G = [gin.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
                                 decode_png(r["parts_png"], "L"), cat, "dresscode") for r in grow if r["category"] == cat]
-        if not P or not G:
-            continue
-        if warm:  # first calls (allocator, cuDNN autotuning) are not the steady state the render reaches
-            G, P = G[:1], P[:1]
-        out = pipe.cross(pipe.encode_garments(GarmentInputs.cat(G)), pipe.encode_persons(PersonInputs.cat([p.inputs for p in P])),
-                         batch_size=batch)
-        _sync(a.device)
-        if warm:
-            t0 = time.perf_counter()
-        else:
-            pairs += len(out.tryon)
-    _sync(a.device)
-    mo = time.perf_counter() - t0
-    res["model_only"] = {"pairs": pairs, "seconds": mo, "pairs_per_s": pairs / mo if mo else None,
-                         "note": "random init Dress Code networks, all categories, decode from PNG excluded"}
-    job = tmp / "job"
-    cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
-           "--random-weights", "--resolution", str(size), "--batch-size", str(batch), "--actors", "1",
-           "--device", "cpu" if a.device == "cpu" else "cuda", "--precision", prec, "--no-progress",
-           "--set", f"model.width={width}", "--set", "model.variant=dresscode"]
-    import importlib.util
+        if P and G:
+            work.append((GarmentInputs.cat(G), PersonInputs.cat([p.inputs for p in P])))
+    torch.manual_seed(0)
+    pipe = TryOnPipeline(LFGPWarp("dresscode", width), TryOnGenerator(width), resolution=(h, w), device=a.device,
+                         precision=prec)
 
-    if importlib.util.find_spec("ray") is None:   # a bare GPU box: the same worker code, in process
-        cmd += ["--set", "runner=local"]
-        res["setup"]["runner"] = "local (no Ray installed)"
-    elif a.device != "cpu":
-        cmd += ["--set", "num_gpus=1"]
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          timeout=max(60, int(a.render_timeout)))
-    res["command"] = " ".join(cmd[1:])
-    res["exit_code"] = proc.returncode
-    res["wall_s"] = time.time() - t0
-    res["output_tail"] = (proc.stdout + proc.stderr)[-1500:]
-    summary = json.loads((job / "summary.json").read_text())
-    res["end_to_end"] = {k: summary.get(k) for k in ("pairs", "pairs_per_second", "render_seconds", "elapsed_seconds",
-                                                      "counts")}
-    e2e = summary.get("pairs_per_second")
-    if e2e and res["model_only"]["pairs_per_s"]:
-        res["pipeline_efficiency"] = e2e / res["model_only"]["pairs_per_s"]
-    # steady state: the actor's own unit timings (actor start-up and model construction excluded)
-    busy = [json.loads(f.read_text()).get("seconds") for f in (job / "scores").glob("*.done")]
-    busy = [b for b in busy if isinstance(b, (int, float))]
-    if busy and res["model_only"]["pairs_per_s"] and summary.get("pairs"):
-        res["pipeline_efficiency_steady"] = summary["pairs"] / sum(busy) / res["model_only"]["pairs_per_s"]
+    def model_only() -> dict:
+        """A first pass visits every shape (allocator, cuDNN), the second one is timed."""
+        for timed in (False, True):
+            _sync(a.device)
+            t0, pairs = time.perf_counter(), 0
+            for garments, persons in work:
+                out = pipe.cross(pipe.encode_garments(garments), pipe.encode_persons(persons), batch_size=batch)
+                pairs += len(out.tryon)
+            _sync(a.device)
+        el = time.perf_counter() - t0
+        return {"pairs": pairs, "seconds": el, "pairs_per_s": pairs / el,
+                "note": "random init Dress Code networks, all categories, inputs decoded beforehand, second pass"}
+
+    def end_to_end(job: Path, cudnn_benchmark: bool) -> dict:
+        cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
+               "--random-weights", "--resolution", str(size), "--batch-size", str(batch), "--actors", "1",
+               "--device", "cpu" if a.device == "cpu" else "cuda", "--precision", prec, "--no-progress",
+               "--set", f"model.width={width}", "--set", "model.variant=dresscode",
+               "--set", f"cudnn_benchmark={str(cudnn_benchmark).lower()}"]
+        if not _installed("ray"):   # a bare GPU box: the same worker code, in process
+            cmd += ["--set", "runner=local"]
+            res["setup"]["runner"] = "local (no Ray installed)"
+        elif a.device != "cpu":
+            cmd += ["--set", "num_gpus=1"]
+        t0 = time.time()
+        path = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])  # keep carried wheels
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path},
+                              timeout=max(60, int(a.render_timeout)))
+        r = {"command": " ".join(cmd[1:]), "exit_code": proc.returncode, "wall_s": time.time() - t0,
+             "output_tail": (proc.stdout + proc.stderr)[-1500:]}
+        summary = json.loads((job / "summary.json").read_text())
+        r["end_to_end"] = {k: summary.get(k) for k in ("pairs", "pairs_per_second", "render_seconds",
+                                                        "elapsed_seconds", "counts")}
+        # steady state: the worker's own unit timings (start-up and model construction excluded)
+        busy = [json.loads(f.read_text()).get("seconds") for f in (job / "scores").glob("*.done")]
+        busy = [b for b in busy if isinstance(b, (int, float))]
+        r["steady_pairs_per_s"] = summary["pairs"] / sum(busy) if busy and summary.get("pairs") else None
+        return r
+
+    cuda = torch.device(a.device).type == "cuda"
+    for bench_on in ((False, True) if cuda else (False,)):
+        if cuda:
+            torch.backends.cudnn.benchmark = bench_on
+        mo = model_only()
+        e2e = end_to_end(tmp / f"job-cudnn-benchmark-{bench_on}", bench_on)
+        e2e["model_only"] = mo
+        e2e["pipeline_efficiency"] = e2e["end_to_end"]["pairs_per_second"] / mo["pairs_per_s"]
+        if e2e["steady_pairs_per_s"]:
+            e2e["pipeline_efficiency_steady"] = e2e["steady_pairs_per_s"] / mo["pairs_per_s"]
+        if not bench_on:   # the default settings: the section's headline
+            res.update(e2e)
+        else:
+            res["cudnn_benchmark_on"] = e2e
+        print(f"  render cudnn.benchmark={bench_on}: {e2e['end_to_end']['pairs_per_second']:.2f} pairs/s end to "
+              f"end, steady {e2e['steady_pairs_per_s'] or 0:.2f}, model-only {mo['pairs_per_s']:.2f}", flush=True)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+
+
+# ---- where the GPU time goes --------------------------------------------------------------------
+
+def section_profile(a, res: dict) -> None:
+    """The CUDA kernels of one eager bf16 batch of 8 at 512×384, official width, grouped by name."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.warp import LFGPWarp
+
+    h, w, width, n = (64, 64, 1 / 16, 2) if a.quick else (512, 384, 1.0, 8)
+    torch.manual_seed(0)
+    pipe = TryOnPipeline(LFGPWarp("vitonhd", width), TryOnGenerator(width), resolution=(h, w), device=a.device,
+                         precision="bf16" if a.device != "cpu" else "fp32")
+    person, garment = random_inputs(n, n, h, w)
+    idx = torch.arange(n)
+    gb, pb = pipe.encode_garments(garment), pipe.encode_persons(person)
+    for _ in range(2):
+        pipe.run_pairs(gb, pb, idx, idx, batch_size=n)
+    _sync(a.device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device != "cpu" else [])
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        pipe.run_pairs(gb, pb, idx, idx, batch_size=n)
+        _sync(a.device)
+    res["wall_s"] = time.perf_counter() - t0
+    gpu = a.device != "cpu"
+    for sort in (["device_time_total", "cuda_time_total"] if gpu else ["cpu_time_total"]):
+        try:   # the profiler's own table as a backstop (its sort key's name changed between versions)
+            res["table"] = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70)
+            break
+        except Exception as e:  # noqa: BLE001
+            res["table"] = f"{type(e).__name__}: {e}"
+    from collections import defaultdict
+
+    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for e in prof.events():   # kernels (GPU) or top-level operators (CPU), summed by name
+        if gpu and getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        if not gpu and e.cpu_parent is not None:
+            continue
+        acc[e.name][0] += e.time_range.elapsed_us()
+        acc[e.name][1] += 1
+    res["device_total_ms" if gpu else "cpu_total_ms"] = sum(v[0] for v in acc.values()) / 1e3
+    res["kernels"] = sorted(({"name": k[:120], "ms": v[0] / 1e3, "calls": v[1]} for k, v in acc.items()),
+                            key=lambda r: -r["ms"])[:30]
+    res["kernel_launches"] = sum(v[1] for v in acc.values())
 
 
 # ---- driver -------------------------------------------------------------------------------------
@@ -369,15 +447,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", default=os.environ.get("GPVTON_SPEC", str(DEFAULT_SPEC)), help="folder holding parity/")
     ap.add_argument("--budget-s", type=float, default=270.0,
                     help="wall-clock budget; compiled configs that would not fit are skipped")
+    ap.add_argument("--grid", type=int, default=8, help="throughput: persons = garments per cross product")
     ap.add_argument("--render-timeout", type=float, default=150.0)
-    ap.add_argument("--sections", nargs="+", default=["parity", "throughput", "render", "compiled"])
+    ap.add_argument("--sections", nargs="+", default=["parity", "throughput", "profile", "render", "compiled"])
+    ap.add_argument("--compiled", nargs="+", metavar="PREC:BATCH:MODE",
+                    help="compiled section: only these configs, e.g. bf16:32:reduce-overhead fp32:8:default")
     ap.add_argument("--shards", help="render section: prebuilt shards (for a GPU box without Beam)")
     ap.add_argument("--build-shards", type=Path, metavar="DIR",
-                    help="only build the render section's shards into DIR (8 persons, 24 garments, 512) and exit")
+                    help="only build the render section's shards into DIR (512×384) and exit")
+    ap.add_argument("--catalogue", type=int, nargs=2, default=[8, 24], metavar=("PERSONS", "GARMENTS"),
+                    help="size of the render section's synthetic catalogue")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_check.json")
     a = ap.parse_args(argv)
     if a.build_shards:
-        h, w = _build_shards(a.build_shards, 512, 8, 24)
+        h, w = _build_shards(a.build_shards, 512, *a.catalogue)
         print(f"gpu_check: shards {h}x{w} in {a.build_shards}")
         return 0
     import torch
@@ -398,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     save = lambda: _write(doc, a.out)  # noqa: E731 — partial results survive a kill
     if "throughput" in a.sections:
         _guarded("throughput", doc, a.out, lambda r: section_throughput(a, r, budget, compiled=False, save=save))
+    if "profile" in a.sections:
+        _guarded("profile", doc, a.out, lambda r: section_profile(a, r))
     if "render" in a.sections:
         _guarded("render", doc, a.out, lambda r: section_render(a, r))
     if "compiled" in a.sections and not a.quick:
@@ -412,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         mem = f"  peak {r['peak_mem_gib']:.1f} GiB" if "peak_mem_gib" in r else ""
         ss = f"  SSIM {r['ssim_vs_fp32']:.4f}" if "ssim_vs_fp32" in r else ""
         print(f"  {r['precision']:<5} batch {r['batch']:<3} {str(r['compile']):<16} {v}{mem}{ss}")
+    pr = doc["sections"].get("profile", {})
+    for k in pr.get("kernels", [])[:12]:
+        print(f"  profile {k['ms']:8.2f} ms {k['calls']:5d}×  {k['name'][:90]}")
     rd = doc["sections"].get("render", {})
     if "pipeline_efficiency" in rd:
         print(f"render: {rd['end_to_end']['pairs_per_second']:.2f} pairs/s end to end, model-only "

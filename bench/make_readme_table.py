@@ -110,19 +110,33 @@ def gpu_rows(name: str, doc: dict) -> list[str]:
     cells = []
     for r in thr.get("configs", []):
         if "pairs_per_s" in r:
-            c = f"{r['precision']} b{r['batch']} {r['compile']}: {r['pairs_per_s']:.1f} pairs/s"
+            mode = {"eager": "eager", "reduce-overhead": "CUDA graphs", True: "compiled"}.get(r["compile"], r["compile"])
+            c = f"{r['precision']} b{r['batch']} {mode}: {r['pairs_per_s']:.1f} pairs/s"
             if "peak_mem_gib" in r:
                 c += f", {r['peak_mem_gib']:.1f} GiB"
+            if "ssim_vs_fp32" in r and r["precision"] != "fp32":
+                c += f", SSIM {r['ssim_vs_fp32']:.4f}"
+            if r.get("note"):
+                c += f" ({r['note'].split(':')[0]})"
             cells.append(c)
     if cells:
         s = thr.get("setup", {})
-        out.append(f"| `bench/gpu_check.py` throughput {s.get('resolution')}, width {s.get('width')} | "
+        res = "×".join(str(x) for x in s.get("resolution") or ["?"])
+        out.append(f"| `bench/gpu_check.py` throughput {res}, width {s.get('width')}, {s.get('cross_product')} | "
                    f"{'; '.join(cells)} | {machine_cell(doc)} | `{name}` |")
     rd = sec.get("render", {})
-    if rd.get("pipeline_efficiency") is not None:
-        out.append(f"| `bench/gpu_check.py` render, 1 actor | end to end {_f(rd['end_to_end']['pairs_per_second'])} pairs/s, "
-                   f"model-only {_f(rd['model_only']['pairs_per_s'])} → efficiency **{_f(rd['pipeline_efficiency'])}** "
-                   f"(steady {_f(rd.get('pipeline_efficiency_steady'))}) | {machine_cell(doc)} | `{name}` |")
+    if rd.get("pipeline_efficiency") is not None and not rd.get("superseded"):
+        cell = (f"end to end {_f(rd['end_to_end']['pairs_per_second'])} pairs/s, model-only "
+                f"{_f(rd['model_only']['pairs_per_s'])} → efficiency **{_f(rd['pipeline_efficiency'])}** "
+                f"(steady {_f(rd.get('pipeline_efficiency_steady'))})")
+        on = rd.get("cudnn_benchmark_on")
+        if on:
+            cell += (f"; with cudnn.benchmark: {_f(on['end_to_end']['pairs_per_second'])} end to end, model-only "
+                     f"{_f(on['model_only']['pairs_per_s'])}")
+        su = rd.get("setup", {})
+        out.append(f"| `bench/gpu_check.py` render, {su.get('persons')}×{su.get('garments')} catalogue "
+                   f"({rd.get('end_to_end', {}).get('pairs')} pairs), {su.get('precision')}, batch "
+                   f"{su.get('batch_size')}, 1 worker | {cell} | {machine_cell(doc)} | `{name}` |")
     elif rd.get("status") == "error":
         out.append(f"| `bench/gpu_check.py` render | error: {rd.get('error', '')[:80]} | {machine_cell(doc)} | `{name}` |")
     return out

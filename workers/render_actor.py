@@ -84,6 +84,7 @@ class WorkerSettings:
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     s3: dict[str, Optional[str]] = field(default_factory=dict)
     num_threads: int = 0                 # torch intra-op threads (0: leave torch's default)
+    cudnn_benchmark: bool = False        # cuDNN autotuning per new input shape (CUDA only)
     cache_items: int = 256
     log_level: int = logging.INFO        # of the worker's log file (JOB/logs/), Ray actors only
 
@@ -212,6 +213,8 @@ class UnitProcessor:
         from gpvton_core.inference import TryOnPipeline
 
         self.device = torch.device(self.s.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.s.cudnn_benchmark
         warp, gen = build_models(self.s)
         # the 1024 path (warp at half resolution) follows from the shard (render) size
         self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
@@ -667,19 +670,37 @@ def _lost(unit: dict, exc: BaseException) -> dict:
             "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
 
 
-def run_units_local(settings: WorkerSettings, units: list[dict],
-                    on_result: Callable[[dict], None], unit_attempts: int = 2) -> None:
-    """In-process runner: one processor, units in order; a unit that raises is retried, then reported."""
+def run_units_local(settings: WorkerSettings, units: list[dict], on_result: Callable[[dict], None],
+                    unit_attempts: int = 2, in_flight: int = 2) -> None:
+    """In-process runner: one processor, up to ``in_flight`` units at once on worker threads.
+
+    As in a Ray actor, the next unit is read and decoded while the current one is on the networks
+    (the processor takes one unit at a time there), so a laptop or a single GPU is not left idle
+    during decoding, scoring and writes. A unit that raises is retried, then reported;
+    ``on_result`` is called on the caller's thread, in completion order.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     proc = UnitProcessor(settings)
-    for u in units:
-        for attempt in range(1, unit_attempts + 1):
+
+    def attempt(u: dict) -> dict:
+        for n in range(1, unit_attempts + 1):
             try:
-                res = proc.process_unit(u)
-                break
+                return proc.process_unit(u)
             except Exception as exc:  # noqa: BLE001 - the unit stays unmarked for the next run
-                log.error("unit %s attempt %d/%d failed: %s", u["unit_id"], attempt, unit_attempts, exc)
-                res = _lost(u, exc)
-        on_result(res)
+                log.error("unit %s attempt %d/%d failed: %s", u["unit_id"], n, unit_attempts, exc)
+                last = exc
+        return _lost(u, last)
+
+    pending = deque(units)
+    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="unit") as pool:
+        running = set()
+        while pending or running:
+            while pending and len(running) < max(1, in_flight):
+                running.add(pool.submit(attempt, pending.popleft()))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                on_result(f.result())
 
 
 def takes_unit(load: list[int], actor: int, pending: int, in_flight: int) -> bool:

@@ -75,10 +75,15 @@ class RenderConfig(StrictModel):
     actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
-    in_flight_per_actor: int = Field(2, ge=1)
+    in_flight_per_actor: int = Field(
+        2, ge=1, description="units a worker (Ray actor or the local runner) holds at once: one is read and "
+                             "decoded while another is on the networks")
     max_restarts: int = Field(3, ge=0)
     max_task_retries: int = Field(3, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cudnn_benchmark: bool = Field(
+        False, description="CUDA: let cuDNN time its algorithms for every new input shape (a one-off cost "
+                           "per shape, repaid on long jobs)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 convolutions (flow arithmetic in fp32) where the device computes bf16 "
                             "natively, fp32 elsewhere; the choice and its reason are written into job.json")

@@ -241,7 +241,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         precision=precision["resolved"], warp_checkpoint=cfg.checkpoints.warp,
         generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
         thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
-        num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0,
+        num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0, cudnn_benchmark=cfg.cudnn_benchmark,
         log_level=logging.DEBUG if is_verbose() else logging.INFO)
     pool = None
     if cfg.runner == "ray" and (cfg.force or not job.exists("job.json")):
@@ -331,7 +331,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     try:
         if todo:
             if cfg.runner == "local":
-                run_units_local(settings, todo, on_result)
+                run_units_local(settings, todo, on_result, in_flight=cfg.in_flight_per_actor)
             else:
                 (pool or _start_pool(cfg, settings, s3, stack, units=len(todo))).run(todo, on_result)
     finally:

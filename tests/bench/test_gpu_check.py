@@ -24,12 +24,14 @@ def test_gpu_check_quick_on_cpu(tmp_path):
     doc = json.loads(out.read_text())
     assert {"cpu_model", "cpu_flags", "threads", "torch", "loadavg_start", "loadavg_end"} <= set(doc["machine"])
     sec = doc["sections"]
-    assert {k: s["status"] for k, s in sec.items()} == {"parity": "ok", "throughput": "ok", "render": "ok"}, \
+    assert {k: s["status"] for k, s in sec.items()} == {"parity": "ok", "throughput": "ok", "profile": "ok",
+                                                              "render": "ok"}, \
         {k: s.get("error") for k, s in sec.items()}
     assert sec["parity"]["passed"] is True
     configs = sec["throughput"]["configs"]
     assert {(c["precision"], c["batch"]) for c in configs} == {("fp32", 2), ("fp32", 4), ("bf16", 2), ("bf16", 4)}
     assert all(c["pairs_per_s"] > 0 for c in configs)
     assert all(c["ssim_vs_fp32"] > 0.95 for c in configs if c["precision"] == "bf16")
+    assert sec["profile"]["kernels"] and sec["profile"]["kernel_launches"] > 0
     render = sec["render"]
     assert render["exit_code"] == 0 and render["end_to_end"]["pairs"] > 0 and render["pipeline_efficiency"] > 0

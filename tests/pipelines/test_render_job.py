@@ -95,6 +95,26 @@ def test_local_job_exactly_once_then_rerun_is_a_noop(shards, tmp_path):
         ["renders/upper/p0000/g0002.jpg"]
 
 
+def test_the_local_runner_reads_the_next_unit_while_it_computes(shards, tmp_path):
+    """In process as in a Ray actor: with two units in flight one is read and decoded while the
+    other is on the networks, which take one unit at a time; one in flight runs them in turn."""
+    def phases(in_flight: int) -> list[dict]:
+        job = tmp_path / f"job{in_flight}"
+        assert run_job(RenderConfig(shards=str(shards), output=str(job), in_flight_per_actor=in_flight,
+                                    **BASE)).exit_code == 0
+        check_job(job, expected_pairs(shards))
+        infos = [json.loads(m.read_text()) for m in (job / "scores").glob("*.done")]
+        return sorted((i["phases"] for i in infos), key=lambda p: p["compute"][0])
+
+    for in_flight in (2, 1):
+        units = phases(in_flight)
+        assert len(units) == 3
+        for a, b in zip(units, units[1:]):
+            assert b["compute"][0] >= a["compute"][1]                 # never two units on the networks
+        overlapped = [b for a, b in zip(units, units[1:]) if b["prep"][1] <= a["compute"][1]]
+        assert bool(overlapped) == (in_flight > 1), units
+
+
 def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
     # shards copy with one corrupt person image
     bad = tmp_path / "shards"
