@@ -346,6 +346,7 @@ def section_render(a, res: dict) -> None:
         return r
 
     cuda = torch.device(a.device).type == "cuda"
+    autotune = torch.backends.cudnn.benchmark   # the script's setting, restored after the comparison
     for bench_on in ((False, True) if cuda else (False,)):
         if cuda:
             torch.backends.cudnn.benchmark = bench_on
@@ -361,8 +362,7 @@ def section_render(a, res: dict) -> None:
             res["cudnn_benchmark_on"] = e2e
         print(f"  render cudnn.benchmark={bench_on}: {e2e['end_to_end']['pairs_per_second']:.2f} pairs/s end to "
               f"end, steady {e2e['steady_pairs_per_s'] or 0:.2f}, model-only {mo['pairs_per_s']:.2f}", flush=True)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = autotune
 
 
 # ---- where the GPU time goes --------------------------------------------------------------------
