@@ -692,11 +692,11 @@ def run_units_local(settings: WorkerSettings, units: list[dict], on_result: Call
                 last = exc
         return _lost(u, last)
 
-    pending = deque(units)
-    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="unit") as pool:
+    pending, in_flight = deque(units), max(1, in_flight)
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="unit") as pool:
         running = set()
         while pending or running:
-            while pending and len(running) < max(1, in_flight):
+            while pending and len(running) < in_flight:
                 running.add(pool.submit(attempt, pending.popleft()))
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
