@@ -60,7 +60,8 @@ UNITS = pa.schema([
     pa.field("person_ids", pa.list_(pa.string()), nullable=False),
     pa.field("garment_ids", pa.list_(pa.string()), nullable=False),
     pa.field("pairs", pa.list_(pa.struct([("person_id", pa.string()),
-                                          ("garment_id", pa.string())])), nullable=False),
+                                          ("garment_id", pa.string()),
+                                          ("version", pa.string())])), nullable=False),
 ])
 
 FLAGS = ("ok", "warn", "fail", "error")
@@ -81,6 +82,7 @@ SCORES = pa.schema([
     pa.field("reason", pa.string()),                                  # why warn / fail
     pa.field("error", pa.string()),                                   # the exception, for error rows
     pa.field("seconds", pa.float32()),                                # model time attributed to the pair
+    pa.field("version", pa.string()),                                 # the render's content version (null: none)
 ])
 
 TABLES = {"persons": PERSONS, "garments": GARMENTS, "errors": ERRORS}
@@ -88,3 +90,33 @@ TABLES = {"persons": PERSONS, "garments": GARMENTS, "errors": ERRORS}
 
 def empty_table(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
+
+# --- a render job's catalogue (infra/jobfolder.py) ------------------------------------------------
+
+#: One row per current pair of a render catalogue: the pair, the keys it was rendered from, its render
+#: and scores. ``version`` (from the three keys) is part of the image key.
+INDEX = pa.schema([
+    pa.field("person_id", pa.string(), nullable=False),
+    pa.field("garment_id", pa.string(), nullable=False),
+    pa.field("category", pa.string(), nullable=False),
+    pa.field("person_key", pa.string(), nullable=False),
+    pa.field("garment_key", pa.string(), nullable=False),
+    pa.field("model_key", pa.string(), nullable=False),
+    pa.field("version", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),                   # the run that rendered it
+    *[SCORES.field(n) for n in ("paired", "output_uri", "output_key", "warp_miou", "preserve_ssim", "ssim",
+                                "parse_miou", "flag", "reason", "error", "seconds")],
+])
+
+CHANGE_KINDS = ("added", "updated", "retired")
+
+#: A run's change list, for a publishing step: what to publish (added, updated) and to withdraw (retired).
+CHANGES = pa.schema([
+    pa.field("person_id", pa.string(), nullable=False),
+    pa.field("garment_id", pa.string(), nullable=False),
+    pa.field("category", pa.string(), nullable=False),
+    pa.field("change", pa.string(), nullable=False),                   # added / updated / retired
+    pa.field("output_key", pa.string()),                               # the new render (retired: the old one)
+    pa.field("version", pa.string()),
+    *[SCORES.field(n) for n in ("flag", "reason", "error", "warp_miou", "preserve_ssim", "ssim", "parse_miou")],
+])

@@ -56,6 +56,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from infra import failpoints
+from infra.jobfolder import unit_counts, unit_key
 
 log = logging.getLogger(__name__)
 
@@ -399,14 +400,10 @@ class UnitProcessor:
 
     # -- outputs --
     def output_key(self, category: str, person_id: str, garment_id: str, ext: Optional[str] = None,
-                   prefix: str = "renders") -> str:
-        from infra.storage import sanitize_id
+                   prefix: str = "renders", version: str = "") -> str:
+        from infra.jobfolder import render_key
 
-        key = f"{prefix}/{sanitize_id(category)}/{sanitize_id(person_id)}/{sanitize_id(garment_id)}.{ext or self.s.image_format}"
-        parts = key.split("/")
-        if any(p in ("", ".", "..") for p in parts):  # sanitize_id guarantees this; never escape JOB
-            raise ValueError(f"unsafe output key {key!r}")
-        return key
+        return render_key(category, person_id, garment_id, version, ext or self.s.image_format, prefix)
 
     def _encode_image(self, t, fmt: str) -> bytes:
         return self._encode_array((((t.clamp(-1, 1) + 1) / 2) * 255).round().byte().permute(1, 2, 0).numpy(), fmt)
@@ -425,7 +422,8 @@ class UnitProcessor:
         return buf.getvalue()
 
     def _write_outputs(self, key: str, category: str, p: str, g: str, tryon, cloth, label,
-                       original: Optional[tuple[np.ndarray, Optional[list[int]], Any]] = None) -> None:
+                       original: Optional[tuple[np.ndarray, Optional[list[int]], Any]] = None,
+                       version: str = "") -> None:
         if original is None:
             self.storage.write_bytes(key, self._encode_image(tryon, self.s.image_format))
         else:   # back into the original photo at its resolution (the photo's own pixels where alpha is 1)
@@ -436,10 +434,11 @@ class UnitProcessor:
             full = place_in_photo(arr, photo, box, None if alpha is None else alpha.numpy())
             self.storage.write_bytes(key, self._encode_array(full, self.s.image_format))
         if cloth is not None:
-            self.storage.write_bytes(self.output_key(category, p, g, "warped.png", "debug"),
+            self.storage.write_bytes(self.output_key(category, p, g, "warped.png", "debug", version),
                                      self._encode_image(cloth, "png"))
         if label is not None:
-            self.storage.write_bytes(self.output_key(category, p, g, "label.png", "debug"), self._label_png(label))
+            self.storage.write_bytes(self.output_key(category, p, g, "label.png", "debug", version),
+                                     self._label_png(label))
 
     def _label_png(self, label) -> bytes:
         from PIL import Image
@@ -475,7 +474,8 @@ class UnitProcessor:
         return still, pfeat, gfeat
 
     def _compute(self, uid: int, category: str, good: list[tuple[str, str]], persons: dict, garments: dict,
-                 worn: dict, rows: list[dict], error_row: Callable[..., dict]) -> list[tuple[Any, dict]]:
+                 worn: dict, rows: list[dict], error_row: Callable[..., dict],
+                 versions: Optional[dict[tuple[str, str], str]] = None) -> list[tuple[Any, dict]]:
         """Encode, run the pairs in batches, score them and hand the images to the writer threads;
         appends a row per pair to ``rows`` and returns (pending write, row) for the written ones."""
         import torch
@@ -505,7 +505,8 @@ class UnitProcessor:
                 if not bool(torch.isfinite(t).all()):
                     rows.append(error_row(p, g, "non-finite values in the try-on output"))
                     continue
-                key = self.output_key(category, p, g)
+                version = (versions or {}).get((p, g), "")
+                key = self.output_key(category, p, g, version=version)
                 original = None
                 if self.s.frame == "original":
                     try:
@@ -518,14 +519,14 @@ class UnitProcessor:
                 # encode + write on the writer threads: overlaps the next batch's compute
                 fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
                                           res["cloth"][j] if self.s.debug else None,
-                                          res["label"][j] if self.s.debug else None, original)
+                                          res["label"][j] if self.s.debug else None, original, version)
                 sc = {k: float(v[j]) for k, v in res["scores"].items()}
                 verdict = judge(sc, self.thresholds)
                 row = dict(
                     unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
                     output_uri=self.storage.url(key), output_key=key,
                     **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
-                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair)
+                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair, version=version or None)
                 rows.append(row)
                 writes.append((fut, row))
         return writes
@@ -548,6 +549,7 @@ class UnitProcessor:
         failpoints.unit_start(uid)
         category = unit["category"]
         pairs = [(p["person_id"], p["garment_id"]) for p in unit["pairs"]]
+        versions = {(p["person_id"], p["garment_id"]): p.get("version") or "" for p in unit["pairs"]}
         worn = dict(unit.get("worn") or {})
         files = unit.get("files") or {}
         queued = time.time()
@@ -562,7 +564,7 @@ class UnitProcessor:
             return dict(unit_id=uid, person_id=p, garment_id=g, category=category,
                         paired=worn.get(p) == g, output_uri=None, output_key=None, warp_miou=None,
                         preserve_ssim=None, ssim=None, parse_miou=None, flag="error", reason=None,
-                        error=err[:2000], seconds=None)
+                        error=err[:2000], seconds=None, version=versions.get((p, g)) or None)
 
         rows: list[dict[str, Any]] = []
         good = []
@@ -577,7 +579,7 @@ class UnitProcessor:
         queued = time.time()
         with self._compute_lock:   # one unit at a time on the networks (the device)
             compute = [time.time()]
-            writes = self._compute(uid, category, good, persons, garments, worn, rows, error_row)
+            writes = self._compute(uid, category, good, persons, garments, worn, rows, error_row, versions)
             compute.append(time.time())
         waited += compute[0] - queued
         for fut, row in writes:  # every image is stored before the scores file and the marker
@@ -598,8 +600,8 @@ class UnitProcessor:
         pq.write_table(table, buf)
         key = unit_key(uid)
         self.storage.write_bytes(key, buf.getvalue())
-        counts = {f: sum(1 for r in rows if r["flag"] == f) for f in ("ok", "warn", "fail", "error")}
-        summary = {"unit_id": uid, "pairs": len(rows), "counts": counts, "seconds": time.time() - t0 - waited,
+        summary = {"unit_id": uid, "pairs": len(rows), **unit_counts([r["flag"] for r in rows], [r["error"] for r in rows]),
+                   "seconds": time.time() - t0 - waited,
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
                    "storage_failures_injected": failpoints.storage_failures_injected(),
                    "precision": self.precision,
@@ -611,10 +613,6 @@ class UnitProcessor:
 
     def ping(self) -> int:
         return os.getpid()
-
-
-def unit_key(unit_id: int) -> str:
-    return f"scores/unit-{unit_id:05d}.parquet"
 
 
 def worker_log_key(worker: int, pid: int) -> str:

@@ -44,9 +44,9 @@ from pipelines.render.cli import add_arguments, config_from_args, run
 from pipelines.render.config import Checkpoints, IdFilter, ModelConfig, OutputConfig, RenderConfig, ThresholdConfig
 from pipelines.render.job import RANDOM_NOTE, JobResult, check_model_choice, run_job, s3_settings
 from pipelines.render.plan import detect_variant, plan_digest, plan_units, read_catalogue, units_table
-from pipelines.render.summary import read_scores, summarise
+from pipelines.render.summary import summarise
 
 __all__ = ["Checkpoints", "IdFilter", "JobResult", "ModelConfig", "OutputConfig", "RANDOM_NOTE", "RenderConfig",
            "ThresholdConfig", "add_arguments", "check_model_choice", "config_from_args", "detect_variant",
-           "plan_digest", "plan_units", "read_catalogue", "read_scores", "run", "run_job", "s3_settings",
+           "plan_digest", "plan_units", "read_catalogue", "run", "run_job", "s3_settings",
            "summarise", "units_table"]

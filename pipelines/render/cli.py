@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--force", action="store_true", default=None,
                         help="discard a previous plan/scores that differ from this run")
+    parser.add_argument("--dry-run", action="store_true", default=None,
+                        help="plan and diff only: print what this run would render, update and retire; write nothing")
     parser.add_argument("--retry-errors", action="store_true", default=None,
                         help="also re-attempt error rows of a previous run caused by their input "
                              "(pairs that failed for a storage reason are always re-attempted)")
@@ -48,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         "resolution": args.resolution, "batch_size": args.batch_size, "unit_size": args.unit_size,
         "actors": args.actors, "device": args.device, "precision": args.precision,
         "output_format.format": args.format, "runner": args.runner, "address": args.address,
-        "force": args.force, "retry_errors": args.retry_errors, "progress": False if args.no_progress else None,
+        "force": args.force, "dry_run": getattr(args, "dry_run", None), "retry_errors": args.retry_errors, "progress": False if args.no_progress else None,
     }
     data: dict[str, Any] = read_config_file(args.config) if args.config else {}
     data = apply_overrides(data, {k: v for k, v in flags.items() if v is not None})

@@ -97,6 +97,8 @@ class RenderConfig(StrictModel):
     address: Optional[str] = None  # Ray address; None = start a local Ray
     s3: S3Config = Field(default_factory=S3Config)
     force: bool = False
+    dry_run: bool = Field(False, description="plan and diff against the output's index, print what a run would "
+                                             "do, write nothing")
     retry_errors: bool = Field(False, description="a rerun also re-attempts deterministic error rows (bad input, "
                                                   "non-finite output); transient ones are always re-attempted")
     lock_ttl_s: float = Field(120.0, gt=0, description="the job lock (JOB/lock.json) expires this long after the "

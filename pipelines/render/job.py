@@ -22,8 +22,10 @@ from typing import Any, Optional
 from pipelines.cli import is_verbose
 from pipelines.config import ConfigError, UserError, resolved
 from pipelines.render.config import RenderConfig
-from pipelines.render.plan import (detect_variant, plan_digest, plan_units, read_catalogue, read_pairs_file,
-                                   units_table, units_to_redo, with_files)
+from pipelines.render.commit import commit
+from pipelines.render.delta import INDEX_COLUMNS, diff, versions
+from pipelines.render.plan import (detect_variant, plan_pairs, read_catalogue, read_pairs_file, units_from_pairs,
+                                   units_table, with_files)
 from pipelines.render.summary import final_lines, summarise
 
 log = logging.getLogger("gpvton.render")
@@ -174,7 +176,7 @@ def run_job(cfg: RenderConfig) -> JobResult:
                         f"kept, the rest is rendered") from exc
     finally:
         root.removeHandler(handler)
-        if not locked_out and job.exists("job.json"):
+        if not locked_out and not cfg.dry_run and job.exists("job.json"):
             handler.flush()
 
 
@@ -198,11 +200,13 @@ def _take_lock(cfg: RenderConfig, job, stack: contextlib.ExitStack) -> None:
 
 
 def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
+    from infra.jobfolder import JobFolder, json_digest, new_run_id
+    from infra.schema import INDEX
     from workers.render_actor import WorkerSettings, run_units_local, sha256_file
 
     t_start = time.time()
     random_init = check_model_choice(cfg, s3)
-    persons, garments, index, manifest = read_catalogue(cfg, s3)
+    persons, garments, index_files, manifest = read_catalogue(cfg, s3)
     variant = detect_variant(cfg, persons, garments, manifest)
     sizes = {(h, w) for h, w in zip(persons.column("height").to_pylist(), persons.column("width").to_pylist())}
     sizes |= {(h, w) for h, w in zip(garments.column("height").to_pylist(), garments.column("width").to_pylist())}
@@ -243,75 +247,81 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
         num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0, cudnn_benchmark=cfg.cudnn_benchmark,
         log_level=logging.DEBUG if is_verbose() else logging.INFO)
+    folder = JobFolder(job.root, storage=job)
     pool = None
-    if cfg.runner == "ray" and (cfg.force or not job.exists("job.json")):
-        # a new job certainly has work: start the actors now, so that their start-up (Python,
+    if cfg.runner == "ray" and not cfg.dry_run and (cfg.force or not job.exists("index/manifest.json")):
+        # a new catalogue certainly has work: start the actors now, so that their start-up (Python,
         # torch, the networks) overlaps the planning, hashing and writing below
         pool = _start_pool(cfg, settings, s3, stack)
 
     pairs_list = read_pairs_file(cfg, s3) if cfg.pairing == "pairs" else None
-    units = plan_units(cfg, persons, garments, pairs_list)
-    if not units:
+    pairs = plan_pairs(cfg, persons, garments, pairs_list)
+    if not len(pairs):
         raise ConfigError(f"nothing to render: no pair of the shards at {cfg.shards} passes the filters, "
                           f"categories {cfg.categories} and pairing '{cfg.pairing}'")
-    digest = plan_digest(units)
 
     hashes = {k: sha256_file(p, _s3_dict(s3)) for k, p in
               (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator)) if p}
     model_note = RANDOM_NOTE.format(width=width) if random_init else \
         f"checkpoints: warp {cfg.checkpoints.warp}, generator {cfg.checkpoints.generator}"
-    if random_init:
+    if random_init and not cfg.dry_run:
         bar = "!" * 100
         print(f"{bar}\n!! {model_note}\n{bar}", file=sys.stderr)
-    fingerprint = hashlib.sha256(json.dumps({
-        "plan": digest, "variant": variant, "ckpt": hashes, "width": width, "seed": cfg.model.seed,
-        "resolution": resolution, "format": cfg.output_format.model_dump(), "precision": precision["resolved"],
-    }, sort_keys=True).encode()).hexdigest()[:16]
+    model_key = json_digest(model_inputs(cfg, variant, hashes, width, resolution, precision["resolved"], random_init))
 
-    # --- the persisted plan (resume) ---
-    _take_lock(cfg, job, stack)
-    if job.exists("job.json") and not cfg.force:
-        old = job.read_json("job.json")
-        if old.get("fingerprint") != fingerprint:
-            what = "plan" if old.get("plan_digest") != digest else "model/output settings"
-            raise ConfigError(
-                f"{cfg.output} already holds a job with a different {what} "
-                f"(fingerprint {old.get('fingerprint')} vs {fingerprint}); use another --output, "
-                f"or --force to discard its scores and render again")
-    if cfg.force:
-        log.warning("--force: discarding the previous plan, scores and images under %s", cfg.output)
-        for key in ("scores", "plan", "summary.json", "renders", "debug"):
-            job.delete(key)
-    import pyarrow.parquet as pq
+    # --- the diff against the catalogue's index ---
+    if not cfg.dry_run:
+        _take_lock(cfg, job, stack)
+        if cfg.force:
+            log.warning("--force: discarding the index, change lists, scores and images under %s", cfg.output)
+            for key in ("index", "changes", "runs", "scores", "plan", "summary.json", "renders", "debug"):
+                job.delete(key)
+    index_meta = {} if (cfg.force and not cfg.dry_run) else folder.index_manifest()
+    state = folder.run_state()
+    committed_area = bool(state) and state.get("run_id") == index_meta.get("run_id")
+    if committed_area:
+        state = None    # the last run's work area, already in the index (kept for status until a run starts)
+    index = folder.read_index(INDEX_COLUMNS, index_meta) if index_meta else INDEX.empty_table()
+    delta = diff(pairs, persons, garments, index, model_key, cfg.retry_errors)
+    if cfg.dry_run:
+        return _dry_run(cfg, delta, index_meta, job.root)
 
-    buf = io.BytesIO()
-    pq.write_table(units_table(units), buf)
-    if not job.exists("plan/units.parquet") or cfg.force:
-        job.write_bytes("plan/units.parquet", buf.getvalue())
+    meta = folder.meta()
+    todo = delta.todo
+    todo_versions = versions(delta, persons, garments, todo)
+    done_rows, old_units, first_id = _resumed_work(folder, state, cfg.retry_errors)
+    if done_rows:
+        keep = [i for i, (p, g, v) in enumerate(zip(_ids(persons, delta.pairs.person[todo]),
+                                                     _ids(garments, delta.pairs.garment[todo]), todo_versions))
+                if done_rows.get((p, g)) != v]
+        log.info("resuming run %s: %d of %d pairs already rendered", state["run_id"], len(todo) - len(keep),
+                 len(todo))
+        todo, todo_versions = todo[keep], [todo_versions[i] for i in keep]
+    units = units_from_pairs(cfg, persons, garments, delta.pairs.take(todo), first_id, todo_versions)
+    run_id = state["run_id"] if state else new_run_id()
     job.write_json("job.json", {
         "config": _masked_config(cfg), "package_version": _package_version(), "variant": variant,
         "resolution": resolution, "shard_size": list(shard_size), "width": width,
         "checkpoints": {k: {"path": p, "sha256": hashes.get(k)} for k, p in
                         (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))},
-        "checkpoint_meta": ck_meta, "random_weights": random_init, "model_note": model_note, "plan_digest": digest,
-        "fingerprint": fingerprint, "units": len(units), "pairs": sum(len(u["pairs"]) for u in units),
-        "device": device, "precision": precision, "runner": cfg.runner, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checkpoint_meta": ck_meta, "random_weights": random_init, "model_note": model_note,
+        "model_key": model_key, "pairs": len(pairs), "device": device, "precision": precision, "runner": cfg.runner,
+        "created": (meta.get("created") if not cfg.force else None) or _now(), "updated": _now(), "run_id": run_id,
     })
-
-    done = {int(k.rsplit("unit-", 1)[1].split(".")[0]) for k in job.iter_done("scores")}
-    redo = units_to_redo(job, cfg.retry_errors) if done else {}
-    if redo:
-        log.info("re-attempting %d error rows in %d done units (%s)", sum(redo.values()), len(redo),
-                 "--retry-errors" if cfg.retry_errors else "transient storage failures")
-        done -= set(redo)
-    todo = [with_files(u, index) for u in units if u["unit_id"] not in done]
-    total_pairs = sum(len(u["pairs"]) for u in units)
-    todo_pairs = sum(len(u["pairs"]) for u in todo)
-    log.info("plan: %d units, %d pairs (%s, %d done); rendering %d units / %d pairs on %s (%s)",
-             len(units), total_pairs, variant, len(done), len(todo), todo_pairs, device, cfg.runner)
+    work = bool(units) or state is not None or delta.retired.num_rows > 0
+    if work:
+        if committed_area:
+            folder.clear_work_area()
+        folder.start_run({"run_id": run_id, "started": (state or {}).get("started") or _now(),
+                          "index_generation": index_meta.get("generation", 0), "model_key": model_key},
+                         units_table(old_units + units))
+    todo_pairs = sum(len(u["pairs"]) for u in units)
+    log.info("plan: %d pairs (%s); %s; rendering %d units / %d pairs on %s (%s)", len(pairs), variant,
+             ", ".join(f"{k} {v}" for k, v in delta.changes().items()), len(units), todo_pairs, device, cfg.runner)
 
     from tqdm import tqdm
 
+    units = [with_files(u, index_files) for u in units]
     bar = tqdm(total=todo_pairs, unit="pair", desc="render", disable=not cfg.progress or not todo_pairs,
                file=sys.stderr, dynamic_ncols=True)
     lost: list[dict] = []
@@ -329,20 +339,76 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         bar.set_postfix(pairs_s=f"{rendered / el:.2f}" if el > 0 else "-", lost_units=len(lost))
 
     try:
-        if todo:
+        if units:
             if cfg.runner == "local":
-                run_units_local(settings, todo, on_result, in_flight=cfg.in_flight_per_actor)
+                run_units_local(settings, units, on_result, in_flight=cfg.in_flight_per_actor)
             else:
-                (pool or _start_pool(cfg, settings, s3, stack, units=len(todo))).run(todo, on_result)
+                (pool or _start_pool(cfg, settings, s3, stack, units=len(units))).run(units, on_result)
     finally:
         bar.close()
     run_elapsed = time.time() - run_start
+    speed = rendered / run_elapsed if rendered and run_elapsed > 0 else None
 
-    summary = summarise(job, units, lost, run_elapsed, rendered, t_start, cfg, model_note, len(done))
-    job.write_json("summary.json", summary)
+    if work:
+        index_meta = commit(folder, delta, persons, garments, run_id, speed or index_meta.get("pairs_per_second"))
+    summary = summarise(folder, delta, index_meta, run_id, lost, run_elapsed, rendered, t_start, cfg, model_note,
+                        committed=work, units=len(units))
+    folder.write_summary(run_id, summary)
     for line in final_lines(summary, job.root):
         print(line)
     return JobResult(summary["exit_code"], summary, job.root)
+
+
+def model_inputs(cfg: RenderConfig, variant: str, hashes: dict, width: float, resolution: int, precision: str,
+                 random_init: bool) -> dict:
+    """Everything that changes the delivered pixels of a pair, apart from its person and garment."""
+    fmt = cfg.output_format
+    return {"variant": variant, "checkpoints": hashes, "width": width, "resolution": resolution,
+            "precision": precision, "composite": cfg.composite, "frame": fmt.frame, "format": fmt.format,
+            "quality": fmt.quality if fmt.format != "png" else None,
+            "random_seed": cfg.model.seed if random_init else None}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _ids(table, rows) -> list[str]:
+    ids = table.column(0).to_pylist()
+    return [ids[i] for i in rows.tolist()]
+
+
+def _resumed_work(folder, state: Optional[dict], retry_errors: bool) -> tuple[dict, list[dict], int]:
+    """What a crashed run already rendered: (person, garment) → version of its good rows, the
+    run's units so far and the next unit id. Rows a rerun re-attempts (transient errors; every
+    error with ``--retry-errors``) do not count as rendered."""
+    if state is None:
+        return {}, [], 0
+    from infra.storage import TRANSIENT_PREFIX
+
+    old_units = folder.read_units().to_pylist()
+    rows = folder.read_unit_scores(folder.done_units()).select(["person_id", "garment_id", "flag", "error",
+                                                                "version"]).to_pylist()
+    done = {}
+    for r in rows:
+        if r["flag"] == "error" and (retry_errors or (r["error"] or "").startswith(TRANSIENT_PREFIX)):
+            done.pop((r["person_id"], r["garment_id"]), None)
+            continue
+        done[(r["person_id"], r["garment_id"])] = r["version"]
+    first = max((int(u["unit_id"]) for u in old_units), default=-1) + 1
+    return done, old_units, first
+
+
+def _dry_run(cfg: RenderConfig, delta, index_meta: dict, root: str) -> JobResult:
+    """Print what this run would do; write nothing."""
+    from pipelines.render.delta import describe
+
+    lines = describe(delta, index_meta.get("pairs_per_second"))
+    for line in lines:
+        print(f"render --dry-run: {line}")
+    summary = {"dry_run": True, "changes": delta.changes(), "by_category": delta.by_category,
+               "pairs": len(delta.pairs), "to_render": int(len(delta.todo)), "exit_code": 0}
+    return JobResult(0, summary, root)
 
 
 def _start_pool(cfg: RenderConfig, settings, s3, stack: contextlib.ExitStack, units: Optional[int] = None):

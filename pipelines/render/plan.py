@@ -11,7 +11,10 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
+
+import numpy as np
 
 from pipelines.config import ConfigError, UserError
 from pipelines.render.config import RenderConfig
@@ -22,40 +25,53 @@ PREFLIGHT_RETRY_S = 30.0  # the catalogue is read before anything is written: fa
 
 ID_COLUMNS = {"persons": ["person_id", "categories", "source", "height", "width", "worn_garment_id"],
               "garments": ["garment_id", "category", "source", "height", "width"]}
+KEY_COLUMN = "content_key"
 
 
 def read_catalogue(cfg: RenderConfig, s3) -> tuple[Any, Any, dict, dict]:
-    """(persons, garments) id tables, the id → part-file index and the manifest.
+    """(persons, garments) id tables sorted by id, the id → part-file index and the manifest.
 
-    Missing or empty shards are a :class:`UserError` that says where ``--shards`` points.
+    The tables carry ``content_key`` (shards written before content keys get one from the
+    preprocess plan and the id, so a rebuild of such shards re-renders everything) and
+    ``part`` (the part file of the row). Missing or empty shards are a :class:`UserError` that
+    says where ``--shards`` points.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.compute as pc
 
-    from infra.storage import Storage, with_retries
+    from infra.shards import ShardSet
 
-    st = Storage(cfg.shards, s3, retry_budget_s=PREFLIGHT_RETRY_S)  # a wrong endpoint fails fast
+    shards = ShardSet(cfg.shards, s3, retry_budget_s=PREFLIGHT_RETRY_S)  # a wrong endpoint fails fast
     hint = "point --shards at the output of 'gpvton preprocess'"
     try:
-        manifest = st.read_json("manifest.json") if st.exists("manifest.json") else {}
+        manifest = shards.manifest
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot read {st.url('manifest.json')}: {exc}") from exc
+        raise UserError(f"cannot read {shards.url('manifest.json')}: {exc}") from exc
     tables, index = {}, {}
     for name, cols in ID_COLUMNS.items():
-        files = st.list(name, ".parquet")
-        if not files:
-            raise UserError(f"no {name} shards under {st.url(name)}/: {hint}")
-        parts, idx = [], {}
-        for f in files:
-            t = with_retries(lambda: pq.read_table(st._path(f), filesystem=st.fs, columns=cols), what=f"read {f}")
-            for i in t.column(cols[0]).to_pylist():
-                idx[i] = f
-            parts.append(t)
-        tables[name] = pa.concat_tables(parts)
-        if tables[name].num_rows == 0:
-            raise UserError(f"the {name} shards under {st.url(name)}/ are empty (0 rows): {hint}, and check "
-                            f"its errors table ({st.url('errors')}/)")
-        index[name] = idx
+        parts = shards.parts(name)
+        if not parts:
+            raise UserError(f"no {name} shards under {shards.url(name)}/: {hint}")
+        read = []
+        for part in parts:
+            t = shards.read_part(part, columns=[*cols, KEY_COLUMN])
+            if KEY_COLUMN not in t.column_names or t.column(KEY_COLUMN).null_count == t.num_rows > 0:
+                legacy = [f"legacy:{manifest.get('plan', '')}:{i}" for i in t.column(cols[0]).to_pylist()]
+                t = t.drop_columns([c for c in (KEY_COLUMN,) if c in t.column_names])
+                t = t.append_column(KEY_COLUMN, pa.array(legacy, pa.string()))
+            t = t.select([*cols, KEY_COLUMN]).append_column("part", pa.array([part] * t.num_rows, pa.string()))
+            read.append(t)
+        table = pa.concat_tables(read, promote_options="permissive")
+        if table.num_rows == 0:
+            raise UserError(f"the {name} shards under {shards.url(name)}/ are empty (0 rows): {hint}, and check "
+                            f"its errors table ({shards.url('errors')}/)")
+        table = table.take(pc.sort_indices(table, [(cols[0], "ascending")]))
+        ids = table.column(cols[0]).to_pylist()
+        first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]   # one row per id
+        if not all(first):
+            table = table.filter(pa.array(first))
+        tables[name] = table
+        index[name] = dict(zip(table.column(cols[0]).to_pylist(), table.column("part").to_pylist()))
     return tables["persons"], tables["garments"], index, manifest
 
 
@@ -95,79 +111,137 @@ def read_pairs_file(cfg: RenderConfig, s3) -> list[tuple[str, str]]:
     return out
 
 
-def plan_units(cfg: RenderConfig, persons, garments, pairs_list: Optional[list[tuple[str, str]]] = None) -> list[dict]:
-    """Deterministic units: pairs grouped by category and (person block × garment block)."""
-    p_rows = [r for r in persons.to_pylist() if cfg.persons.keep(r["person_id"])]
-    g_rows = [r for r in garments.to_pylist()
-              if cfg.garments.keep(r["garment_id"]) and r["category"] in cfg.categories]
-    p_cats = {r["person_id"]: set(r["categories"] or []) for r in p_rows}
-    g_cat = {r["garment_id"]: r["category"] for r in g_rows}
-    worn = {r["person_id"]: r["worn_garment_id"] for r in p_rows if r.get("worn_garment_id")}
-    by_cat: dict[str, list[tuple[str, str]]] = {}
+@dataclass
+class PairSet:
+    """The pairs a catalogue calls for, as row numbers into the (id-sorted) persons and garments
+    tables: numpy arrays, so that a 10M-pair catalogue plans in seconds."""
+
+    person: np.ndarray      # int64 row of persons
+    garment: np.ndarray     # int64 row of garments
+    category: np.ndarray    # int8 index into ``categories``
+    categories: list[str]
+
+    def __len__(self) -> int:
+        return int(self.person.shape[0])
+
+    def codes(self, n_garments: int) -> np.ndarray:
+        return self.person * n_garments + self.garment
+
+    def take(self, idx: np.ndarray) -> "PairSet":
+        return PairSet(self.person[idx], self.garment[idx], self.category[idx], self.categories)
+
+
+def plan_pairs(cfg: RenderConfig, persons, garments,
+               pairs_list: Optional[list[tuple[str, str]]] = None) -> PairSet:
+    """Every pair the settings call for (cross product, paired, or a pairs file), filtered by ids
+    and categories and by what each photo can take."""
+    pid = persons.column("person_id").to_pylist()
+    gid = garments.column("garment_id").to_pylist()
+    gcat = garments.column("category").to_pylist()
+    p_cats = [set(c or []) for c in persons.column("categories").to_pylist()]
+    keep_p = np.array([cfg.persons.keep(p) for p in pid], dtype=bool)
+    keep_g = np.array([cfg.garments.keep(g) and c in cfg.categories for g, c in zip(gid, gcat)], dtype=bool)
+    cat_code = {c: i for i, c in enumerate(cfg.categories)}
+    parts: list[tuple[np.ndarray, np.ndarray, int]] = []
     if cfg.pairing == "cross":
-        for c in cfg.categories:
-            ps = sorted(p for p, cs in p_cats.items() if c in cs)
-            gs = sorted(g for g, gc in g_cat.items() if gc == c)
-            by_cat[c] = [(p, g) for p in ps for g in gs]
+        gcat_arr = np.array(gcat, dtype=object)
+        for c, ci in cat_code.items():
+            ps = np.flatnonzero(keep_p & np.array([c in cs for cs in p_cats], dtype=bool))
+            gs = np.flatnonzero(keep_g & (gcat_arr == c))
+            if len(ps) and len(gs):
+                parts.append((np.repeat(ps, len(gs)), np.tile(gs, len(ps)), ci))
     else:
+        prow = {p: i for i, p in enumerate(pid) if keep_p[i]}
+        grow = {g: i for i, g in enumerate(gid) if keep_g[i]}
         if cfg.pairing == "paired":
-            cand = sorted((p, g) for p, g in worn.items())
-            cand = [(p, g) for p, g in cand if g in g_cat]
+            worn = persons.column("worn_garment_id").to_pylist()
+            cand = sorted((p, w) for p, w in zip(pid, worn) if w and p in prow and w in grow)
         else:
             cand = list(dict.fromkeys(pairs_list or []))
-            unknown = [(p, g) for p, g in cand if p not in p_cats or g not in g_cat]
+            unknown = [(p, g) for p, g in cand if p not in prow or g not in grow]
             if unknown and len(unknown) == len(cand):
                 raise ConfigError(f"none of the {len(cand)} pairs in {cfg.pairs_file} names a person and a "
                                   f"garment present in the shards (after filters), e.g. {unknown[0]}")
             if unknown:
                 log.warning("%d pairs name ids missing from the shards/filters and are skipped, e.g. %s",
                             len(unknown), unknown[:3])
-            cand = [(p, g) for p, g in cand if p in p_cats and g in g_cat]
+            cand = [(p, g) for p, g in cand if p in prow and g in grow]
+        by_cat: dict[int, list[tuple[int, int]]] = {}
         for p, g in cand:
-            c = g_cat[g]
-            if c in p_cats[p]:
-                by_cat.setdefault(c, []).append((p, g))
+            c = gcat[grow[g]]
+            if c in p_cats[prow[p]]:
+                by_cat.setdefault(cat_code[c], []).append((prow[p], grow[g]))
             else:
                 log.warning("pair %s × %s skipped: the photo does not take category %s", p, g, c)
+        for ci in sorted(by_cat):
+            arr = np.array(by_cat[ci], dtype=np.int64).reshape(-1, 2)
+            parts.append((arr[:, 0], arr[:, 1], ci))
+    if not parts:
+        e = np.zeros(0, dtype=np.int64)
+        return PairSet(e, e, np.zeros(0, dtype=np.int8), list(cfg.categories))
+    return PairSet(np.concatenate([a for a, _, _ in parts]).astype(np.int64),
+                   np.concatenate([b for _, b, _ in parts]).astype(np.int64),
+                   np.concatenate([np.full(len(a), ci, dtype=np.int8) for a, _, ci in parts]),
+                   list(cfg.categories))
+
+
+def units_from_pairs(cfg: RenderConfig, persons, garments, pairs: PairSet, first_id: int = 0,
+                     versions: Optional[list[str]] = None) -> list[dict]:
+    """Deterministic units of about ``unit_size`` pairs: grouped by category and (person block ×
+    garment block), so that a worker encodes each garment and person of a unit once.
+
+    ``versions`` (one per pair) travel with the pairs: they name the render's image key.
+    """
+    pid = persons.column("person_id").to_pylist()
+    gid = garments.column("garment_id").to_pylist()
+    worn = {p: w for p, w in zip(pid, persons.column("worn_garment_id").to_pylist()) if w}
     units: list[dict] = []
-    for c in cfg.categories:
-        pairs = by_cat.get(c, [])
-        if not pairs:
+    for ci, c in enumerate(pairs.categories):
+        sel = np.flatnonzero(pairs.category == ci)
+        if not len(sel):
             continue
-        ps = sorted({p for p, _ in pairs})
-        gs = sorted({g for _, g in pairs})
+        pp, gg = pairs.person[sel], pairs.garment[sel]
+        vv = [versions[i] for i in sel] if versions is not None else None
+        ps, gs = np.unique(pp), np.unique(gg)    # sorted rows = sorted ids
         gb = max(1, min(len(gs), int(math.ceil(math.sqrt(cfg.unit_size)))))
         pb = max(1, cfg.unit_size // gb)
         if len(ps) < pb:  # few persons: give the garment axis the rest of the unit
             pb = len(ps)
             gb = max(1, cfg.unit_size // pb)
-        p_block = {p: i // pb for i, p in enumerate(ps)}
-        g_block = {g: i // gb for i, g in enumerate(gs)}
-        cells: dict[tuple[int, int], list[tuple[str, str]]] = {}
-        for p, g in sorted(pairs, key=lambda x: (p_block[x[0]], g_block[x[1]], x[0], x[1])):
-            cells.setdefault((p_block[p], g_block[g]), []).append((p, g))
+        p_block = np.searchsorted(ps, pp) // pb
+        g_block = np.searchsorted(gs, gg) // gb
+        order = np.lexsort((gg, pp, g_block, p_block))
+        cells = p_block[order] * (int(g_block.max()) + 1) + g_block[order]
+        bounds = np.flatnonzero(np.diff(cells)) + 1
+        chunk: list[int] = []
         # sparse pair sets: merge consecutive small cells up to unit_size
-        chunk: list[tuple[str, str]] = []
-        for key in sorted(cells):
-            cell = cells[key]
+        for cell in np.split(order, bounds):
+            cell = cell.tolist()
             if chunk and len(chunk) + len(cell) > cfg.unit_size:
-                units.append(_unit(len(units), c, chunk, worn))
+                units.append(_unit(first_id + len(units), c, chunk, pid, gid, pp, gg, vv, worn))
                 chunk = []
             chunk.extend(cell)
             while len(chunk) >= cfg.unit_size:
-                units.append(_unit(len(units), c, chunk[:cfg.unit_size], worn))
+                units.append(_unit(first_id + len(units), c, chunk[:cfg.unit_size], pid, gid, pp, gg, vv, worn))
                 chunk = chunk[cfg.unit_size:]
         if chunk:
-            units.append(_unit(len(units), c, chunk, worn))
+            units.append(_unit(first_id + len(units), c, chunk, pid, gid, pp, gg, vv, worn))
     return units
 
 
-def _unit(uid: int, category: str, pairs: list[tuple[str, str]], worn: dict) -> dict:
-    ps = sorted({p for p, _ in pairs})
+def plan_units(cfg: RenderConfig, persons, garments, pairs_list: Optional[list[tuple[str, str]]] = None) -> list[dict]:
+    """Units over every pair of the plan (see :func:`plan_pairs` and :func:`units_from_pairs`)."""
+    return units_from_pairs(cfg, persons, garments, plan_pairs(cfg, persons, garments, pairs_list))
+
+
+def _unit(uid: int, category: str, rows: list[int], pid: list[str], gid: list[str], pp, gg,
+          versions: Optional[list[str]], worn: dict) -> dict:
+    pairs = [{"person_id": pid[pp[i]], "garment_id": gid[gg[i]],
+              **({"version": versions[i]} if versions is not None else {})} for i in rows]
+    ps = sorted({p["person_id"] for p in pairs})
     return {"unit_id": uid, "category": category, "person_ids": ps,
-            "garment_ids": sorted({g for _, g in pairs}),
-            "pairs": [{"person_id": p, "garment_id": g} for p, g in pairs],
-            "worn": {p: worn[p] for p in ps if p in worn}}
+            "garment_ids": sorted({p["garment_id"] for p in pairs}),
+            "pairs": pairs, "worn": {p: worn[p] for p in ps if p in worn}}
 
 
 def with_files(unit: dict, index: dict[str, dict[str, str]]) -> dict:
@@ -194,28 +268,3 @@ def plan_digest(units: list[dict]) -> str:
         h.update(json.dumps([u["unit_id"], u["category"], [(p["person_id"], p["garment_id"]) for p in u["pairs"]]],
                             separators=(",", ":")).encode())
     return h.hexdigest()[:16]
-
-
-def units_to_redo(job, retry_errors: bool = False) -> dict[int, int]:
-    """Done units that a rerun renders again: unit id → its error rows to re-attempt.
-
-    An error row whose ``error`` starts with ``infra.storage.TRANSIENT_PREFIX`` failed for a
-    storage reason (an outage beyond the in-run retry budget), not for its input: a transient
-    failure is not a result, so a plain rerun re-attempts it. Deterministic error rows (bad
-    input, non-finite output) are re-attempted only with ``retry_errors`` (``--retry-errors``).
-    The whole unit is rendered again and its score file replaced, so no pair is counted twice.
-    """
-    import io
-
-    import pyarrow.parquet as pq
-
-    from infra.storage import TRANSIENT_PREFIX
-
-    redo: dict[int, int] = {}
-    for key in job.iter_done("scores"):
-        t = pq.read_table(io.BytesIO(job.read_bytes(key)), columns=["unit_id", "flag", "error"])
-        n = sum(1 for f, e in zip(t.column("flag").to_pylist(), t.column("error").to_pylist())
-                if f == "error" and (retry_errors or (e or "").startswith(TRANSIENT_PREFIX)))
-        if n:
-            redo[int(key.rsplit("unit-", 1)[1].split(".")[0])] = n
-    return redo

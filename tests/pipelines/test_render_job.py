@@ -38,18 +38,18 @@ def expected_pairs(shards: Path) -> set[tuple[str, str]]:
     return {(p, g) for p in ps for g in ("g0002", "g0007")}
 
 
-def check_job(job: Path, pairs: set[tuple[str, str]], fmt: str = "jpg") -> pa.Table:
-    """Every pair has exactly one score row and (unless errored) exactly one image; nothing else."""
-    tables = [pq.read_table(f) for f in sorted((job / "scores").glob("unit-*.parquet"))]
-    for f in sorted((job / "scores").glob("unit-*.parquet")):
-        assert Path(str(f) + ".done").exists()
-    scores = pa.concat_tables(tables)
+def check_job(job: Path, pairs: set[tuple[str, str]], fmt: str = "jpg", extra_renders: bool = False) -> pa.Table:
+    """Every pair has exactly one index row and (unless errored) exactly one image; nothing else."""
+    from infra.jobfolder import JobFolder
+
+    scores = JobFolder(str(job)).read_index()
     got = [(r["person_id"], r["garment_id"]) for r in scores.to_pylist()]
     assert sorted(got) == sorted(pairs) and len(got) == len(set(got))
     renders = sorted(str(p.relative_to(job)) for p in (job / "renders").rglob(f"*.{fmt}"))
-    want = sorted(f"renders/upper/{sanitize_id(p)}/{sanitize_id(g)}.{fmt}" for (p, g), flag in
-                  zip(got, scores.column("flag").to_pylist()) if flag != "error")
-    assert renders == want
+    want = sorted(f"renders/upper/{sanitize_id(p)}/{sanitize_id(g)}-{v}.{fmt}" for (p, g), flag, v in
+                  zip(got, scores.column("flag").to_pylist(), scores.column("version").to_pylist()) if flag != "error")
+    assert set(want) <= set(renders) if extra_renders else renders == want    # retired: kept until prune
+    assert sorted(k for k in scores.column("output_key").to_pylist() if k) == want
     assert not list(job.rglob(".tmp-*"))
     return scores
 
@@ -76,23 +76,27 @@ def test_local_job_exactly_once_then_rerun_is_a_noop(shards, tmp_path):
     assert summary["pairs"] == len(pairs) and sum(summary["counts"].values()) == len(pairs)
     assert pq.read_table(job / "plan" / "units.parquet").num_rows == summary["units"] == 3
     markers = {p: p.stat().st_mtime_ns for p in (job / "scores").glob("*.done")}
+    renders = {p: p.stat().st_mtime_ns for p in (job / "renders").rglob("*.jpg")}
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **BASE))
-    assert res.exit_code == 0 and res.summary["units_skipped_done"] == 3
-    assert res.summary["pairs_rendered_this_run"] == 0
+    assert res.exit_code == 0 and res.summary["changes"] == {"added": 0, "updated": 0, "retired": 0,
+                                                             "unchanged": len(pairs), "retried": 0}
+    assert res.summary["pairs_rendered_this_run"] == 0 and res.summary["pairs_per_second"] is None
+    assert res.summary["measured_pairs_per_second"] > 0            # the last measured speed is kept
+    assert json.loads((job / "job.json").read_text())["created"] == meta["created"]
     assert {p: p.stat().st_mtime_ns for p in (job / "scores").glob("*.done")} == markers
-    # --force with the same plan recomputes every unit
+    assert {p: p.stat().st_mtime_ns for p in (job / "renders").rglob("*.jpg")} == renders
+    # --force recomputes every pair
     res = run_job(RenderConfig(shards=str(shards), output=str(job), force=True, **BASE))
-    assert res.exit_code == 0 and res.summary["units_skipped_done"] == 0
+    assert res.exit_code == 0 and res.summary["changes"]["added"] == len(pairs)
     assert res.summary["pairs_rendered_this_run"] == len(pairs)
     check_job(job, pairs)
-    # a different plan is refused, --force re-renders
+    # narrower filters retire the pairs that left the plan; nothing is rendered
     other = dict(BASE, garments={"include": ["g0002"]}, persons={"include": ["p0000"]})
-    with pytest.raises(ConfigError, match="different plan"):
-        run_job(RenderConfig(shards=str(shards), output=str(job), **other))
-    res = run_job(RenderConfig(shards=str(shards), output=str(job), force=True, **other))
-    assert res.exit_code == 0 and res.summary["pairs"] == 1 and res.summary["units_skipped_done"] == 0
-    assert sorted(p.relative_to(job).as_posix() for p in (job / "renders").rglob("*.jpg")) == \
-        ["renders/upper/p0000/g0002.jpg"]
+    res = run_job(RenderConfig(shards=str(shards), output=str(job), **other))
+    assert res.exit_code == 0 and res.summary["pairs"] == 1 and res.summary["pairs_rendered_this_run"] == 0
+    assert res.summary["changes"] == {"added": 0, "updated": 0, "retired": len(pairs) - 1, "unchanged": 1,
+                                      "retried": 0}
+    check_job(job, {("p0000", "g0002")}, extra_renders=True)
 
 
 def test_the_local_runner_reads_the_next_unit_while_it_computes(shards, tmp_path):
@@ -187,8 +191,8 @@ def test_resume_after_kill(shards, tmp_path):
                                **dict(BASE, unit_size=1, batch_size=1)))
     assert res.exit_code == 0
     check_job(job, expected_pairs(shards))
-    assert res.summary["units_skipped_done"] == len(done_before)
     assert res.summary["pairs_rendered_this_run"] == 6 - len(done_before)
+    assert res.summary["changes"]["added"] == 6          # the night's changes, as if it had not crashed
     for name, (mtime, text) in done_before.items():       # done units were not recomputed
         p = job / "scores" / name
         assert (p.stat().st_mtime_ns, p.read_text()) == (mtime, text)
@@ -201,7 +205,7 @@ def test_cli_exit_codes(shards, tmp_path, capsys):
             "--set", "categories=[upper]", "--set", "model.variant=vitonhd", "--set", "model.width=0.0625",
             "--set", "garments.include=[g0002]", "--set", "persons.include=[p0000]", "--format", "png"]
     assert main(args + ["--output", str(tmp_path / "ok")]) == 0
-    assert (tmp_path / "ok" / "renders" / "upper" / "p0000" / "g0002.png").exists()
+    assert len(list((tmp_path / "ok" / "renders" / "upper" / "p0000").glob("g0002-*.png"))) == 1
     assert main(args + ["--output", str(tmp_path / "bad"), "--set", "thresholds.warp_miou={warn: 0.1, fail: 0.5}"]) == 2
     assert main(args + ["--output", str(tmp_path / "old"), "--set", "fail_flags=[error, fail]"]) == 2
     assert "fail_flags was removed" in capsys.readouterr().err
@@ -284,7 +288,7 @@ def test_checkpoints_hashes_and_wrong_kind(shards, tmp_path):
     assert not meta["random_weights"] and "RANDOM" not in meta["model_note"]
     assert meta["checkpoints"]["warp"]["sha256"] == hashlib.sha256(warp.read_bytes()).hexdigest()
     assert meta["checkpoint_meta"]["warp"] == {"kind": "warp_vitonhd", "width": 0.0625}
-    assert (job / "renders" / "upper" / "p0000" / "g0002.jpg").exists()
+    assert len(list((job / "renders" / "upper" / "p0000").glob("g0002-*.jpg"))) == 1
 
 
 def test_lost_unit_fails_the_job_and_the_rerun_completes_it(shards, tmp_path, monkeypatch):
