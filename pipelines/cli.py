@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("pipelines.preprocess.job", "build condition shards from garments and model photos (Beam)"),
     "render": ("pipelines.render.cli", "render try-ons over a catalogue × model-photo cross product (Ray)"),
     "status": ("pipelines.status", "what a render job has done so far: units, failures, errors, logs"),
+    "prune": ("pipelines.prune", "delete renders the catalogue no longer serves, and old change lists"),
     "train": ("pipelines.train", "train the warping module or the generator (Ray Train)"),
     "eval": ("pipelines.evaluate", "set-level metrics (SSIM, LPIPS, FID, KID, mIoU) over a render job"),
     "report": ("pipelines.report.job", "static HTML QA report of a render job, worst first (the QA gate)"),

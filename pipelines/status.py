@@ -2,14 +2,17 @@
 
     gpvton status JOB [--errors N] [--log-lines N] [--json]
 
-Reads ``JOB/job.json``, ``JOB/plan/units.parquet``, the done markers and score files under
-``JOB/scores/``, ``JOB/summary.json`` (written at the end of each run) and ``JOB/logs/``, so it
-works while a job runs, after it crashed, and on ``s3://`` jobs. It prints the planned / done /
-failed units, the pair counts (the same :class:`pipelines.outcome.Outcome` as render and report),
-the error rows with their messages and the last lines of every log file.
+Reads ``JOB/job.json``, the index manifest (the catalogue's counts and error messages), the work
+area (``JOB/plan/``, the done-markers under ``JOB/scores/``, which carry their counts),
+``JOB/summary.json`` and ``JOB/logs/`` — small files only, never a score file — so it works while
+a job runs, after it crashed, on ``s3://`` jobs, and at 10M pairs. It prints the catalogue's pair
+counts (the same :class:`pipelines.outcome.Outcome` as render and report), the run in progress or
+the last run (units planned / done / lost, its changes), the error messages and the last lines of
+every log file.
 
-Exit codes: 0 every planned unit is done and the unrendered fraction is within the job's limit;
-1 units are missing (running, lost or crashed) or the job is over its limit; 2 no job at the URL.
+Exit codes: 0 the last run is committed and the catalogue's unrendered fraction is within the
+job's limit; 1 a run is in progress or stopped (units missing), or the job is over its limit;
+2 no job at the URL.
 """
 
 from __future__ import annotations
@@ -41,59 +44,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def job_status(cfg: StatusConfig) -> dict[str, Any]:
-    """The job's state as plain data (what ``--json`` prints)."""
+    """The job's state as plain data (what ``--json`` prints), from small files only: job.json,
+    the index manifest (the catalogue's counts), the work area's run.json, units and done-markers
+    (a run in progress or stopped), summary.json and the log tails — never a score file."""
     import pyarrow.parquet as pq
 
-    from infra.storage import Storage
+    from infra.jobfolder import JobFolder
 
-    job = Storage(cfg.job)
-    if not job.exists("job.json"):
-        raise UserError(f"no render job at {job.root} (job.json not found): pass the --output of 'gpvton render'")
-    meta = job.read_json("job.json")
+    folder = JobFolder(cfg.job)
+    meta = folder.read_json("job.json")
+    if meta is None:
+        raise UserError(f"no render job at {folder.root} (job.json not found): pass the --output of 'gpvton render'")
+    index = folder.index_manifest()
+    state = folder.run_state()
+    summary = folder.summary()
+    in_progress = bool(state) and state.get("run_id") != index.get("run_id")
     planned: dict[int, int] = {}
-    if job.exists("plan/units.parquet"):
-        units = pq.read_table(io.BytesIO(job.read_bytes("plan/units.parquet")), columns=["unit_id", "pairs"])
-        planned = {int(u): len(p) for u, p in zip(units.column("unit_id").to_pylist(),
-                                                  units.column("pairs").to_pylist())}
-    summary = job.read_json("summary.json") if job.exists("summary.json") else {}
-    done_keys = list(job.iter_done("scores"))
-    done = {int(k.rsplit("unit-", 1)[1].split(".")[0]) for k in done_keys}
-    flags: list[str] = []
-    errors: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    for key in done_keys:
-        t = pq.read_table(io.BytesIO(job.read_bytes(key)),
-                          columns=["person_id", "garment_id", "category", "flag", "error"])
-        for r in t.to_pylist():
-            flags.append(r["flag"])
-            if r["flag"] == "error":
-                msg = (r["error"] or "").strip().splitlines()[0] if r["error"] else "(no message)"
-                errors[msg] += 1
-                examples.setdefault(msg, f"{r['category']} {r['person_id']} × {r['garment_id']}")
-    outcome = Outcome.from_flags(flags, sum(planned.values()) or int(meta.get("pairs") or 0))
-    lost_last_run = [u for u in summary.get("units_lost", []) if u not in done]
+    done: dict[int, dict] = {}
+    if state:
+        try:
+            units = pq.read_table(io.BytesIO(folder.storage.read_bytes("plan/units.parquet")),
+                                  columns=["unit_id", "pairs"])
+            planned = {int(u): len(p) for u, p in zip(units.column("unit_id").to_pylist(),
+                                                      units.column("pairs").to_pylist())}
+        except FileNotFoundError:
+            planned = {}
+        done = folder.done_units()
+    reasons: Counter[str] = Counter(index.get("error_reasons") or {})
+    run_counts: Counter[str] = Counter()
+    for info in done.values():
+        run_counts.update(info.get("counts") or {})
+        if in_progress:
+            reasons.update(info.get("error_reasons") or {})
+    outcome = Outcome(planned=int(meta.get("pairs") or index.get("plan_pairs") or 0),
+                      counts=dict(index.get("counts") or {}))
+    lost_last_run = [u for u in summary.get("units_lost", []) if u not in done] if summary else []
     limit = float((meta.get("config") or {}).get("max_unrendered_fraction", 0.05))
     logs = {}
-    for key in job.list("logs", ".log"):
+    for key in folder.storage.list("logs", ".log"):
         try:
-            lines = job.read_bytes(key).decode("utf-8", "replace").splitlines()
+            lines = folder.storage.read_bytes(key).decode("utf-8", "replace").splitlines()
         except Exception as exc:  # noqa: BLE001 - a log being rewritten right now
             lines = [f"(cannot read: {exc})"]
         logs[key] = lines[-cfg.log_lines:] if cfg.log_lines > 0 else []
-    complete = bool(planned) and done >= set(planned)
+    not_done = sorted(set(planned) - set(done))
+    complete = not in_progress and bool(index)
     return {
-        "job": job.root, "fingerprint": meta.get("fingerprint"), "created": meta.get("created"),
-        "model_note": meta.get("model_note"),
-        "units": {"planned": len(planned), "done": len(done & set(planned)),
-                  "not_done": sorted(set(planned) - done), "failed_last_run": lost_last_run},
+        "job": folder.root, "model_key": meta.get("model_key"), "created": meta.get("created"),
+        "updated": meta.get("updated"), "model_note": meta.get("model_note"),
+        "run": {"run_id": (state or {}).get("run_id") or index.get("run_id"),
+                "in_progress": in_progress, "started": (state or {}).get("started"),
+                "counts": {f: run_counts.get(f, 0) for f in ("ok", "warn", "fail", "error")}},
+        "units": {"planned": len(planned), "done": len(set(done) & set(planned)),
+                  "not_done": not_done if in_progress or lost_last_run else [],
+                  "failed_last_run": lost_last_run},
+        "index": {"generation": index.get("generation"), "rows": index.get("rows", 0),
+                  "committed": index.get("committed"), "parts": len(index.get("parts") or {})},
         **outcome.as_dict(),
         "max_unrendered_fraction": limit,
         "max_failed_fraction": (meta.get("config") or {}).get("max_failed_fraction"),
-        "errors": [{"message": m, "pairs": n, "example": examples[m]} for m, n in errors.most_common(cfg.errors)],
-        "error_messages": len(errors),
+        "errors": [{"message": m, "pairs": n} for m, n in reasons.most_common(cfg.errors)],
+        "error_messages": len(reasons),
         "lost_errors": summary.get("lost_errors", []) if lost_last_run else [],
-        "last_run": {k: summary.get(k) for k in ("exit_code", "elapsed_seconds", "pairs_rendered_this_run",
-                                                 "pairs_per_second")} if summary else None,
+        "last_run": {k: summary.get(k) for k in ("run_id", "exit_code", "elapsed_seconds", "pairs_rendered_this_run",
+                                                 "pairs_per_second", "changes", "change_list")} if summary else None,
         "logs": logs,
         "complete": complete,
         "exit_code": 0 if complete and outcome.unrendered_fraction <= limit else 1,
@@ -102,12 +116,17 @@ def job_status(cfg: StatusConfig) -> dict[str, Any]:
 
 def print_status(st: dict[str, Any]) -> None:
     u = st["units"]
+    run = st["run"]
     outcome = Outcome(planned=st["pairs"], counts=st["counts"])
-    print(f"job {st['job']} (fingerprint {st['fingerprint']}, created {st['created']})")
+    print(f"job {st['job']} (model {st['model_key']}, created {st['created']}, updated {st['updated']})")
     if st["model_note"]:
         print(f"  model: {st['model_note']}")
+    ix = st["index"]
+    print(f"catalogue: {ix['rows']} pairs rendered of {st['pairs']} planned (index generation {ix['generation']}, "
+          f"{ix['parts']} parts, committed {ix['committed']})")
     not_done = u["not_done"]
-    print(f"units: {u['planned']} planned, {u['done']} done, {len(not_done)} not done"
+    state = "in progress or stopped" if run["in_progress"] else "committed"
+    print(f"run {run['run_id']} ({state}): units: {u['planned']} planned, {u['done']} done, {len(not_done)} not done"
           + (f" ({', '.join(map(str, not_done[:10]))}{', …' if len(not_done) > 10 else ''})" if not_done else "")
           + (f"; failed in the last run: {', '.join(map(str, u['failed_last_run']))}" if u["failed_last_run"] else ""))
     for e in st["lost_errors"][:5]:
@@ -118,13 +137,14 @@ def print_status(st: dict[str, Any]) -> None:
     if st["errors"]:
         print(f"errors: {sum(e['pairs'] for e in st['errors'])} pairs, {st['error_messages']} distinct messages")
         for e in st["errors"]:
-            print(f"  {e['pairs']:>5} × {e['message']}  (e.g. {e['example']})")
-    run = st["last_run"]
-    if run is None:
+            print(f"  {e['pairs']:>5} × {e['message']}")
+    last = st["last_run"]
+    if last is None:
         print("last run: no summary.json yet (running, or stopped before the end)")
     else:
-        print(f"last run: exit {run['exit_code']}, {run['pairs_rendered_this_run']} pairs rendered in "
-              f"{run['elapsed_seconds'] or 0:.0f} s")
+        ch = last.get("changes") or {}
+        print(f"last run: exit {last['exit_code']}, {last['pairs_rendered_this_run']} pairs rendered in "
+              f"{last['elapsed_seconds'] or 0:.0f} s; changes: " + ", ".join(f"{k} {v}" for k, v in ch.items()))
     for key, lines in st["logs"].items():
         print(f"{key}:")
         for line in lines:
