@@ -89,11 +89,12 @@ def check(server: SeaweedS3, job: str) -> dict:
 
     st = Storage(server.url(job), server.settings)
     keys = server.keys(f"{job}/")
-    plan = pq.read_table(io.BytesIO(st.read_bytes("plan/units.parquet"))).to_pylist()
-    planned = [(p["person_id"], p["garment_id"]) for u in plan for p in u["pairs"]]
-    rows = []
-    for key in st.iter_done("scores"):
-        rows += pq.read_table(io.BytesIO(st.read_bytes(key))).to_pylist()
+    from infra.jobfolder import JobFolder
+
+    folder = JobFolder(st.root, storage=st)
+    rows = folder.read_index().to_pylist()                   # the catalogue after the rerun
+    planned = [(r["person_id"], r["garment_id"]) for r in rows]
+    planned += [None] * max(0, int(st.read_json("job.json").get("pairs", 0)) - len(planned))  # never rendered
     seen = Counter((r["person_id"], r["garment_id"]) for r in rows)
     images = [k[len(job) + 1:] for k in keys if k.startswith(f"{job}/renders/")]
     expect = sorted(r["output_key"] for r in rows if r["flag"] != "error")
@@ -135,19 +136,19 @@ def driver_kill(server: SeaweedS3, shards: Path) -> dict:
         raise RuntimeError(f"rerun exit {rerun.returncode}: {err[-1500:]}\nkeys: {server.keys(job + '/scores/')}")
     summary = json.loads(server._client().get_object(Bucket=server.bucket, Key=f"{job}/summary.json")["Body"].read())
     return {"scenario": "driver_kill", "injected": f"driver SIGKILL after {done_at_kill} done units, then rerun",
-            "exit": rerun.returncode, "skipped_done_units": summary["units_skipped_done"], **check(server, job),
+            "exit": rerun.returncode, "rendered_by_rerun": summary["pairs_rendered_this_run"], **check(server, job),
             "last_line": out.strip().splitlines()[-1] if out.strip() else err[-500:]}
 
 
 def check_local(job: Path) -> dict:
     """:func:`check` for a job in a local folder."""
-    import pyarrow.parquet as pq
+    import json
 
-    plan = pq.read_table(job / "plan" / "units.parquet").to_pylist()
-    planned = [(p["person_id"], p["garment_id"]) for u in plan for p in u["pairs"]]
-    rows = []
-    for done in sorted((job / "scores").glob("*.parquet.done")):
-        rows += pq.read_table(str(done)[: -len(".done")]).to_pylist()
+    from infra.jobfolder import JobFolder
+
+    rows = JobFolder(str(job)).read_index().to_pylist()
+    planned = [(r["person_id"], r["garment_id"]) for r in rows]
+    planned += [None] * max(0, int(json.loads((job / "job.json").read_text()).get("pairs", 0)) - len(planned))
     seen = Counter((r["person_id"], r["garment_id"]) for r in rows)
     images = {str(p.relative_to(job)) for p in (job / "renders").rglob("*.jpg")}
     expect = {r["output_key"] for r in rows if r["flag"] != "error"}

@@ -271,7 +271,10 @@ class Storage:
         return self._retry(lambda: self.fs.exists(self._fresh(self._path(key))), f"exists {key}")
 
     def read_bytes(self, key: str) -> bytes:
-        return self._retry(lambda: self.fs.cat_file(self._fresh(self._path(key))), f"read {key}")
+        """One GET on object stores (s3fs would ask for the size first, a HEAD per read); a missing
+        key raises FileNotFoundError, so callers read instead of asking ``exists`` first."""
+        kw = {"max_concurrency": 1} if protocol(self.root) in ("s3", "s3a") else {}
+        return self._retry(lambda: self.fs.cat_file(self._fresh(self._path(key)), **kw), f"read {key}")
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key).decode("utf-8"))

@@ -13,7 +13,7 @@ report) says so too. ``--random-weights`` renders with randomly initialised smal
                 [--runner ray|local]
 
 Outputs under DIR (default ``./demo-out``): ``catalogue/`` (raw manifest), ``shards/``,
-``job/`` (renders, scores, summary.json, report/index.html when the report module is present).
+``job/`` (renders, index, change list, summary.json, report/index.html when the report module is present).
 
 The shards are built by the real Beam preprocessing stage (in-process runner), exactly as a
 retailer's catalogue would be.
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     report_note = run_report(job_dir)
     print(f"  4/4 report: {report_note}", file=sys.stderr)
     print(f"done in {time.time() - t0:.0f} s. Look at:\n"
-          f"  {job_dir}/renders/          try-on images (CATEGORY/PERSON/GARMENT.jpg)\n"
+          f"  {job_dir}/renders/          try-on images (CATEGORY/PERSON/GARMENT-VERSION.jpg)\n"
+          f"  {job_dir}/changes/          this run's change list (what a publisher picks up)\n"
           f"  {job_dir}/debug/            warped garments and label maps\n"
           f"  {job_dir}/summary.json      counts, pairs/s, failures\n"
           f"  {job_dir}/job.json          resolved config, model note\n"

@@ -1,6 +1,6 @@
 """``gpvton status JOB``: what a render job has done so far, from its files alone.
 
-    gpvton status JOB [--errors N] [--log-lines N] [--json]
+    gpvton status JOB [--errors N] [--log-lines N] [--json] [--change-list]
 
 Reads ``JOB/job.json``, the index manifest (the catalogue's counts and error messages), the work
 area (``JOB/plan/``, the done-markers under ``JOB/scores/``, which carry their counts),
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--errors", type=int, default=10, help="error messages to show (default 10)")
     parser.add_argument("--log-lines", type=int, default=5, help="last lines of each log file (default 5)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--change-list", action="store_true",
+                        help="print only the URL of the last run's change list (for a publishing step)")
 
 
 def job_status(cfg: StatusConfig) -> dict[str, Any]:
@@ -155,6 +157,15 @@ def print_status(st: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(StatusConfig, None, {"job": args.job, "errors": args.errors, "log_lines": args.log_lines})
+    if getattr(args, "change_list", False):
+        from infra.jobfolder import JobFolder
+
+        folder = JobFolder(cfg.job)
+        key = (folder.summary() or {}).get("change_list")
+        if not key:
+            raise UserError(f"{folder.root} has no change list yet (no render run has finished)")
+        print(folder.url(key))
+        return 0
     st = job_status(cfg)
     if args.json:
         print(json.dumps(st, indent=2, default=str))

@@ -19,6 +19,9 @@ def test_airflow_dag_uses_report_as_the_qa_gate():
     assert "gpvton report --job" in tasks["qa_gate"] and "gpvton render" in tasks["render"]
     chain = [ast.unparse(n.value) for n in tree.body[-1].body if isinstance(n, ast.Expr)]
     assert "preprocess >> render >> qa_gate >> publish" in chain
+    # the nightly catalogue: the same shards and job every night (incremental), the change list published
+    assert "{{ ds }}" not in (SCHED / "airflow_dag.py").read_text()
+    assert "--change-list" in tasks["publish"]
 
 
 def test_cron_publishes_nothing_before_the_report():

@@ -60,18 +60,22 @@ def test_transient_failure_beyond_the_budget_is_re_attempted_by_a_plain_rerun(sh
     errors = [r["error"] for r in scores.to_pylist() if r["flag"] == "error"]
     assert len(errors) == 2 and all(e.startswith(TRANSIENT_PREFIX + "write failed: ConnectionError") for e in errors)
     assert {r["person_id"] for r in scores.to_pylist() if r["flag"] == "error"} == {"p0001"}
-    ok_unit = {r["unit_id"] for r in scores.to_pylist() if r["flag"] != "error"} - \
-        {r["unit_id"] for r in scores.to_pylist() if r["flag"] == "error"}
-    done_ok = {u: (job / "scores" / f"unit-{u:05d}.parquet.done").stat().st_mtime_ns for u in ok_unit}
+    ok_pairs = {(r["person_id"], r["garment_id"]): (r["run_id"], r["version"]) for r in scores.to_pylist()
+                if r["flag"] != "error"}
+    ok_files = {k: (job / k).stat().st_mtime_ns for k in scores.column("output_key").to_pylist() if k}
 
     monkeypatch.delenv(failpoints.env("fail_writes"))               # the store is back: a plain rerun
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **SMALL))
     assert res.exit_code == 0 and res.summary["counts"]["error"] == 0
-    assert res.summary["pairs_rendered_this_run"] == 2                # only the unit holding the errors
+    assert res.summary["pairs_rendered_this_run"] == 2                # only the pairs that errored
+    assert res.summary["changes"]["retried"] == 2
     scores = check_job(job, pairs(shards))                            # every pair once, every image once
     assert "error" not in scores.column("flag").to_pylist()
-    for u, mtime in done_ok.items():                                  # the clean unit was not touched
-        assert (job / "scores" / f"unit-{u:05d}.parquet.done").stat().st_mtime_ns == mtime
+    for r in scores.to_pylist():                                      # the clean pairs were not touched
+        if (r["person_id"], r["garment_id"]) in ok_pairs:
+            assert (r["run_id"], r["version"]) == ok_pairs[(r["person_id"], r["garment_id"])]
+    for k, mtime in ok_files.items():
+        assert (job / k).stat().st_mtime_ns == mtime
 
 
 def test_deterministic_error_rows_stay_unless_retry_errors(shards, tmp_path, monkeypatch):
@@ -83,7 +87,7 @@ def test_deterministic_error_rows_stay_unless_retry_errors(shards, tmp_path, mon
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **cfg))          # plain rerun: kept
     assert res.summary["pairs_rendered_this_run"] == 0 and res.summary["counts"]["error"] == 1
     res = run_job(RenderConfig(shards=str(shards), output=str(job), retry_errors=True, **cfg))
-    assert res.summary["pairs_rendered_this_run"] == 2 and res.summary["counts"]["error"] == 0
+    assert res.summary["pairs_rendered_this_run"] == 1 and res.summary["counts"]["error"] == 0   # the one pair
     check_job(job, pairs(shards))
 
 

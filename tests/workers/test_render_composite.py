@@ -59,8 +59,8 @@ def test_paste_back_keeps_the_photo_outside_the_band(shards, tmp_path):
         kps = np.asarray(p["keypoints"], np.float32).reshape(25, 3)
         out = np.asarray(Image.open(tmp_path / "pb" / row["output_key"]))
         official = np.asarray(Image.open(tmp_path / "off" / orow["output_key"]))
-        label = np.asarray(Image.open(tmp_path / "pb" / "debug" / "upper" / sanitize_id(row["person_id"]) /
-                                      f"{sanitize_id(row['garment_id'])}.label.png")) // 25
+        label_key = row["output_key"].replace("renders/", "debug/", 1).rsplit(".", 1)[0] + ".label.png"
+        label = np.asarray(Image.open(tmp_path / "pb" / label_key)) // 25
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]   # noqa: E731
         garment = np.isin(label, (1, 2, 3))           # VITON-HD warp label: 1..3 garment parts, 4..6 arms/neck
         keep = cp.keep_region(t(cm.preserve_mask(parsing, kps, "vitonhd", "upper", "gen")), t(parsing == 0),

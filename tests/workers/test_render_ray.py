@@ -47,7 +47,10 @@ def check_storage(st: Storage, pairs: set[tuple[str, str]]) -> tuple[pa.Table, l
     assert len(got) == len(set(got)) and set(got) == pairs
     assert set(scores.column("flag").to_pylist()) <= {"ok", "warn", "fail"}
     renders = st.list("renders")
-    assert sorted(renders) == sorted(f"renders/upper/{sanitize_id(p)}/{sanitize_id(g)}.jpg" for p, g in pairs)
+    assert sorted(renders) == sorted(scores.column("output_key").to_pylist())
+    for r in scores.to_pylist():      # content-versioned keys: renders/CAT/PERSON/GARMENT-VERSION.jpg
+        assert r["output_key"] == f"renders/upper/{sanitize_id(r['person_id'])}/{sanitize_id(r['garment_id'])}-" \
+                                  f"{r['version']}.jpg" and len(r["version"]) == 12
     assert all(u.startswith(st.root) for u in scores.column("output_uri").to_pylist())
     return scores, [st.read_json(k + ".done") for k in units]
 
@@ -75,7 +78,7 @@ def test_actors_start_while_the_driver_plans(ray_local, shards, tmp_path, monkey
 
     import pipelines.render.job as job_mod
 
-    plan = job_mod.plan_units
+    plan = job_mod.plan_pairs
     seen: list[float] = []
 
     def plan_after_actors(*args, **kwargs):
@@ -87,7 +90,7 @@ def test_actors_start_while_the_driver_plans(ray_local, shards, tmp_path, monkey
         seen.append(held)                  # CPUs the job's actors hold before the plan exists
         return plan(*args, **kwargs)
 
-    monkeypatch.setattr(job_mod, "plan_units", plan_after_actors)
+    monkeypatch.setattr(job_mod, "plan_pairs", plan_after_actors)
     deadline = time.time() + 60
     while time.time() < deadline and ray.available_resources().get("CPU", 0.0) < ray.cluster_resources()["CPU"]:
         time.sleep(0.2)   # actors of earlier tests are gone
@@ -139,7 +142,11 @@ def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, 
     monkeypatch.delenv(failpoints.env("raise_unit"))
     res = run_job(RenderConfig(shards=str(shards), output=str(job), actors=1, **BASE))
     assert res.exit_code == 0 and res.summary["pairs_rendered_this_run"] == 2
-    check_storage(st, expected_pairs(shards))
+    from infra.jobfolder import JobFolder
+
+    index = JobFolder(str(job)).read_index()
+    assert sorted((r["person_id"], r["garment_id"]) for r in index.to_pylist()) == sorted(expected_pairs(shards))
+    assert sorted(st.list("renders")) == sorted(index.column("output_key").to_pylist())
 
 
 def test_s3_shards_and_output_with_transient_write_failures(ray_local, local_s3, shards, monkeypatch):
@@ -179,7 +186,7 @@ def test_cli_is_quiet_and_keeps_logs_verbose_shows_them(shards, tmp_path):
     assert all(" gpvton." in x for x in lines), lines       # only our own log lines (and the banner)
     assert "ok 0, warn 0, fail 1, error 0, missing 0 of 1 pairs" in quiet.stdout.splitlines()[-1]
     logs = {p.name: p.read_text() for p in (tmp_path / "q" / "logs").glob("*.log")}
-    assert "driver.log" in logs and "plan: 1 units" in logs["driver.log"]
+    assert "driver.log" in logs and "rendering 1 units / 1 pairs" in logs["driver.log"]
     assert any(n.startswith("worker-00-p") and "unit 0: 1 pairs" in t for n, t in logs.items())
     verbose = subprocess.run(cmd + ["--output", str(tmp_path / "v"), "-v"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
