@@ -498,9 +498,11 @@ def _commit(storage: Storage, shards: ShardSet, upd: Update, current: Current, s
 
     parts: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
+    state = gen_dir(upd.generation)
+    markers = [storage.read_json(f"{state}/group-{g:05d}.done") for g in range(len(upd.groups))]
     for table in TABLES:
         new = [part_key(table, upd.generation, c, copy=True) for c in range(len(upd.copies.get(table, [])))]
-        new += [part_key(table, upd.generation, g) for g in range(len(upd.groups))]
+        new += [part_key(table, upd.generation, g) for g, m in enumerate(markers) if m.get(table, 1)]
 
         def ids(key: str, table=table) -> list[str]:
             return shards.read_part(key, [ID_COLUMN[table]]).column(0).to_pylist()
