@@ -310,8 +310,11 @@ class Update:
         return [it for g in self.groups for it in g]
 
     def is_noop(self, current: Current) -> bool:
-        return (not self.groups and not any(self.copies.values()) and not any(self.dropped.values())
-                and not current.parts.get("errors"))
+        """Nothing to derive or copy, no part with rows leaves, and no error rows to clear."""
+        with_rows = {p for parts in current.rows.values() for p, ids in parts.items() if ids}
+        return (not self.groups and not any(self.copies.values())
+                and not with_rows.intersection(p for ps in self.dropped.values() for p in ps)
+                and not (current.manifest.get("counts") or {}).get("errors"))
 
 
 def diff(items: list[dict], current: Current, force: bool = False, num_groups: int = 0) -> Update:
@@ -502,7 +505,7 @@ def _commit(storage: Storage, shards: ShardSet, upd: Update, current: Current, s
     markers = [storage.read_json(f"{state}/group-{g:05d}.done") for g in range(len(upd.groups))]
     for table in TABLES:
         new = [part_key(table, upd.generation, c, copy=True) for c in range(len(upd.copies.get(table, [])))]
-        new += [part_key(table, upd.generation, g) for g, m in enumerate(markers) if m.get(table, 1)]
+        new += [part_key(table, upd.generation, g) for g, m in enumerate(markers) if m.get(table, 1)]  # with rows
 
         def ids(key: str, table=table) -> list[str]:
             return shards.read_part(key, [ID_COLUMN[table]]).column(0).to_pylist()
@@ -510,7 +513,10 @@ def _commit(storage: Storage, shards: ShardSet, upd: Update, current: Current, s
         with ThreadPoolExecutor(8) as pool:
             new_ids = dict(zip(new, pool.map(ids, new)))
         kept = upd.keep.get(table, [])
-        listed = kept + [k for k in new if new_ids[k]]          # empty parts are not listed
+        # this generation's empty group parts are listed too (a fresh build has all three tables'
+        # part-00000 files, as before generations); the next generation drops them
+        listed = kept + sorted([k for k in new if new_ids[k]] +
+                               [part_key(table, upd.generation, g) for g, m in enumerate(markers) if m.get(table, 1) == 0])
         every = [i for p in kept for i in current.rows[table][p]] + [i for k in new for i in new_ids[k]]
         if table != "errors" and len(every) != len(set(every)):
             dup = sorted({i for i in every if every.count(i) > 1})[:5]
