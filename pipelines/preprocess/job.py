@@ -13,7 +13,7 @@ Config (YAML/TOML/JSON; every key can be overridden with ``--set key=value``)::
     resolution: 512            # or 1024
     runner: FnApiRunner        # in-process; or FlinkRunner / SparkRunner / DataflowRunner
     pipeline_args: []          # passed through to Beam unchanged
-    num_shards: 0              # groups = part files per table; 0 = one per 64 items (the unit of resume)
+    num_shards: 0              # groups of a run (part files per table); 0 = one per 64 items (the unit of resume)
     max_pixels: 64000000       # decompression-bomb guard
     pose: {backend: mediapipe}                 # bundled BlazePose; rtmpose + detector/model URLs; none
     parser: {model: null, classes: lip}        # human parser ONNX (SCHP-style or 'gpvton train parser')
