@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2   # 2: persons carry frame_box / photo size (raw photos framed by preprocess)
+SCHEMA_VERSION = 3   # 2: persons carry frame_box / photo size (raw photos framed by preprocess)
+                     # 3: persons and garments carry content_key (incremental preprocess)
 
 CATEGORIES = ("upper", "lower", "dresses")
 
@@ -31,6 +32,7 @@ PERSONS = pa.schema([
     pa.field("photo_height", pa.int32()),                             # the decoded photo's size (EXIF-rotated)
     pa.field("photo_width", pa.int32()),
     pa.field("provenance", pa.string(), nullable=False),              # JSON: given / derived / estimated, models
+    pa.field("content_key", pa.string(), nullable=False),             # hash of the inputs this row derives from
 ])
 
 GARMENTS = pa.schema([
@@ -44,6 +46,7 @@ GARMENTS = pa.schema([
     pa.field("mask_png", pa.binary(), nullable=False),                # garment mask, L, {0,255}
     pa.field("parts_png", pa.binary(), nullable=False),               # L: 0 bg, 1 left, 2 middle, 3 right
     pa.field("provenance", pa.string(), nullable=False),
+    pa.field("content_key", pa.string(), nullable=False),             # see pipelines/preprocess/identity.py
 ])
 
 ERRORS = pa.schema([

@@ -209,21 +209,17 @@ def read_rows(job) -> list[dict]:
 def shard_images(shards_url: str, wanted: set[str], parsing: bool) -> dict[str, dict[str, bytes]]:
     """``{person_id: {"image": png, "parsing": png}}`` for the wanted persons (PNG bytes kept
     compressed; decoded per batch)."""
-    import pyarrow.parquet as pq
+    from infra.shards import ShardSet
 
-    shards = _storage(shards_url)
+    shards = ShardSet(shards_url)
     cols = ["person_id", "image_png"] + (["parsing_png"] if parsing else [])
     out: dict[str, dict[str, bytes]] = {}
-    for key in shards.list("persons", ".parquet"):
-        pf = pq.ParquetFile(io.BytesIO(shards.read_bytes(key)))
-        if pf.metadata.num_rows == 0:
-            continue
-        for batch in pf.iter_batches(columns=cols, batch_size=256):
-            d = batch.to_pydict()
-            for i, pid in enumerate(d["person_id"]):
-                if pid in wanted:
-                    out[pid] = {"image": d["image_png"][i],
-                                "parsing": d["parsing_png"][i] if parsing else b""}
+    for key in shards.parts("persons"):
+        d = shards.read_part(key, cols).to_pydict()
+        for i, pid in enumerate(d["person_id"]):
+            if pid in wanted:
+                out[pid] = {"image": d["image_png"][i],
+                            "parsing": d["parsing_png"][i] if parsing else b""}
     return out
 
 

@@ -114,22 +114,14 @@ class ShardReader:
     """Reads chosen rows of the persons / garments shards (fsspec; retried)."""
 
     def __init__(self, shards_root: str, s3: dict[str, Optional[str]]):
-        from infra.storage import S3Settings, filesystem
+        from infra.shards import ShardSet
+        from infra.storage import S3Settings
 
-        self.root = shards_root.rstrip("/")
-        self.fs = filesystem(self.root, S3Settings(**s3) if s3 else None)
-
-    def _path(self, rel: str) -> str:
-        from infra.storage import _strip, join
-
-        return _strip(join(self.root, rel))
+        self.shards = ShardSet(shards_root, S3Settings(**s3) if s3 else None)
+        self.root = self.shards.root
 
     def read(self, table: str, ids: list[str], files: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Rows of ``ids``; ``files`` maps each id to its part file (``persons/part-00000.parquet``)."""
-        import pyarrow.parquet as pq
-
-        from infra.storage import with_retries
-
         key = "person_id" if table == "persons" else "garment_id"
         by_file: dict[str, list[str]] = {}
         for i in ids:
@@ -138,9 +130,7 @@ class ShardReader:
                 by_file.setdefault(f, []).append(i)
         rows: dict[str, dict[str, Any]] = {}
         for f, wanted in sorted(by_file.items()):
-            tbl = with_retries(lambda: pq.read_table(self._path(f), filesystem=self.fs,
-                                                     filters=[(key, "in", wanted)]),
-                               what=f"read {f}")
+            tbl = self.shards.read_part(f, filters=[(key, "in", wanted)])   # retried inside
             for r in tbl.to_pylist():
                 rows[r[key]] = r
         return rows

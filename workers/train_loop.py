@@ -81,15 +81,11 @@ def _png(data: bytes) -> np.ndarray:
 
 
 def _read_table(storage, prefix: str, columns: Optional[list[str]] = None):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """The table's current rows (the parts the shards' manifest lists), or None when it has none."""
+    from infra.shards import ShardSet
 
-    tables = []
-    for key in storage.list(prefix, ".parquet"):
-        t = pq.read_table(io.BytesIO(storage.read_bytes(key)), columns=columns)
-        if t.num_rows:
-            tables.append(t)
-    return pa.concat_tables(tables, promote_options="default") if tables else None
+    t = ShardSet(storage.root, storage.s3, storage=storage).read_table(prefix, columns)
+    return t if t.num_rows else None
 
 
 def list_pairs(shards: str, variant: str, s3: Optional[dict] = None,
@@ -157,7 +153,9 @@ def count_examples(shards: str, stage: str, variant: str = "vitonhd", s3: Option
     from infra.storage import S3Settings, Storage
 
     st = Storage(shards, S3Settings(**s3) if s3 else None)
-    if not st.list("persons", ".parquet"):
+    from infra.shards import ShardSet
+
+    if not ShardSet(st.root, st.s3, storage=st).parts("persons"):
         raise ValueError(f"{shards}: no condition shards there (no persons/*.parquet); "
                          "build them with gpvton preprocess")
     persons = _read_table(st, "persons", ["person_id", "worn_garment_id"])

@@ -40,8 +40,10 @@ def read_catalogue(cfg: RenderConfig, s3) -> tuple[Any, Any, dict, dict]:
     import pyarrow.compute as pc
 
     from infra.shards import ShardSet
+    from infra.storage import Storage
 
-    shards = ShardSet(cfg.shards, s3, retry_budget_s=PREFLIGHT_RETRY_S)  # a wrong endpoint fails fast
+    # a wrong endpoint fails fast: the catalogue is read before anything is written
+    shards = ShardSet(cfg.shards, storage=Storage(cfg.shards, s3, retry_budget_s=PREFLIGHT_RETRY_S))
     hint = "point --shards at the output of 'gpvton preprocess'"
     try:
         manifest = shards.manifest

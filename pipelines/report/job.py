@@ -247,20 +247,17 @@ def _thumb_jpeg(data: bytes, height: int) -> bytes:
 
 def _shard_images(shards_url: str, kind: str, id_col: str, wanted: set[str]) -> Iterable[tuple[str, bytes]]:
     """(id, image PNG bytes) for the wanted ids, one shard file at a time."""
-    import pyarrow.parquet as pq
+    from infra.shards import ShardSet
 
-    shards = _storage(shards_url)
-    for key in shards.list(kind, ".parquet"):
+    shards = ShardSet(shards_url)
+    for key in shards.parts(kind):
         if not wanted:
             return
-        pf = pq.ParquetFile(io.BytesIO(shards.read_bytes(key)))
-        if pf.metadata.num_rows == 0:
-            continue
-        for batch in pf.iter_batches(columns=[id_col, "image_png"], batch_size=64):
-            for item_id, png in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                if item_id in wanted:
-                    wanted.discard(item_id)
-                    yield item_id, png
+        t = shards.read_part(key, [id_col, "image_png"])
+        for item_id, png in zip(t.column(0).to_pylist(), t.column(1).to_pylist()):
+            if item_id in wanted:
+                wanted.discard(item_id)
+                yield item_id, png
 
 
 def make_thumbnails(job, out, rows: list[dict], meta: dict, cfg: ReportConfig) -> dict[str, Any]:

@@ -104,11 +104,13 @@ def write_job(job_url: str, shards_url: str, pairs: list[Pair], *, unit_size: in
              "source_uri": f"mem://{pid}", "height": H, "width": W,
              "image_png": png(person_image(pidx[pid])), "parsing_png": png(parsing(pidx[pid]), "L"),
              "densepose_png": png(np.zeros((H, W), np.uint8), "L"), "keypoints": [0.0] * 75,
-             "worn_garment_id": worn.get(pid), "pc_ratio": None, "provenance": "{}"} for pid in persons]
+             "worn_garment_id": worn.get(pid), "pc_ratio": None, "provenance": "{}",
+             "content_key": f"synthetic-{pid}"} for pid in persons]
     grow = [{"garment_id": gid, "category": cat, "source": "synthetic", "source_uri": f"mem://{gid}",
              "height": H, "width": W, "image_png": png(garment_image(gidx[gid])),
              "mask_png": png(np.full((H, W), 255, np.uint8), "L"),
-             "parts_png": png(np.full((H, W), 2, np.uint8), "L"), "provenance": "{}"}
+             "parts_png": png(np.full((H, W), 2, np.uint8), "L"), "provenance": "{}",
+             "content_key": f"synthetic-{gid}"}
             for gid, cat in sorted(garments.items())]
     for kind, rows, schema in (("persons", prow, PERSONS), ("garments", grow, GARMENTS)):
         buf = io.BytesIO()

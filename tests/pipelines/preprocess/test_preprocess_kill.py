@@ -29,18 +29,18 @@ def test_preprocess_killed_mid_run_then_rerun(tmp_path):
     args = ["preprocess", "--input", f"manifest:{root}", "--output", str(out), "--resolution", "128",
             "--set", "num_shards=4"]
     # each group's marker waits 2 s before it is written: the kill lands between two groups
-    env = dict(os.environ, PYTHONPATH=str(REPO), **{failpoints.env("slow_writes"): "_preprocess/group-:2"})
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{failpoints.env("slow_writes"): "_preprocess/gen-0001/group-:2"})
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not list((out / "_preprocess").glob("group-*.done")):
+    while not list((out / "_preprocess" / "gen-0001").glob("group-*.done")):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.time() < deadline, "no group finished in time"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = time.time()
-    done = sorted(p.name for p in (out / "_preprocess").glob("group-*.done"))
+    done = sorted(p.name for p in (out / "_preprocess" / "gen-0001").glob("group-*.done"))
     assert 1 <= len(done) < 4, done                            # the kill landed mid-run
     assert not (out / "manifest.json").exists()
 
@@ -85,4 +85,6 @@ def test_preprocess_on_the_multi_process_direct_runner(tmp_path):
     garments = sorted(r["garment_id"] for r in read_table(str(out), "garments").to_pylist())
     assert persons == [f"p{i}" for i in range(expected["persons"])]
     assert garments == [f"g{i}" for i in range(expected["garments"])]
-    assert len(list((out / "_preprocess").glob("group-*.done"))) == 2
+    import json
+
+    assert json.loads((out / "manifest.json").read_text())["groups"]["total"] == 2

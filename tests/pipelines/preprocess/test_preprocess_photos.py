@@ -103,7 +103,7 @@ def test_bad_photos_one_error_row_each(tmp_path, vitonhd_root):
     # Without a parser a person cannot be completed: its error row names both options.
     rc = main(["preprocess", "--input", f"photos:{tmp_path / 'cat'}", "--output", str(tmp_path / "noparser"),
                "--resolution", "256"])
-    assert rc == 0                                     # the garment still came through
+    assert rc == 1                                     # no persons: unusable shards (the garment came through)
     errors = {r["item_id"]: r for r in read_table(str(tmp_path / "noparser"), "errors").to_pylist()}
     reasons = {k: v["reason"] for k, v in errors.items()}
     assert "gpvton train parser" in reasons["good_wide"] and "--parser" in reasons["good_wide"]
@@ -116,7 +116,8 @@ def test_bad_photos_one_error_row_each(tmp_path, vitonhd_root):
     # around the model, EXIF-rotated, and keeps only the categories whose joints are in the frame.
     parser = _dummy_parser(tmp_path / "dummy.onnx")
     assert main(["preprocess", "--input", f"photos:{tmp_path / 'cat'}", "--output", str(tmp_path / "parsed"),
-                 "--resolution", "256", "--parser", str(parser)]) == 0
+                 "--resolution", "256", "--parser", str(parser), "--set", "max_error_fraction.persons=1",
+                 "--set", "max_error_fraction.garments=1"]) == 0
     rows = {r["person_id"]: r for r in read_table(str(tmp_path / "parsed"), "persons").to_pylist()}
     assert list(rows) == ["good_wide"]
     row = rows["good_wide"]
@@ -165,6 +166,7 @@ def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path
     _images_only(shared_data, photos)
     assert not list(photos.rglob("*.json")) and not list(photos.rglob("*.png"))
     assert main(["preprocess", "--input", f"photos:{photos}", "--parser", str(run / "parser.onnx"),
+                 "--set", "max_error_fraction.persons=0.2",
                  "--output", str(shards), "--resolution", "256"]) == 0
     errors = read_table(str(shards), "errors").to_pylist()
     persons = read_table(str(shards), "persons").to_pylist()

@@ -1,5 +1,6 @@
-"""Preprocessing resumes: a rerun redoes only the unfinished groups; other inputs or settings are
-refused unless --force rebuilds."""
+"""Preprocessing resumes: a rerun redoes only the unfinished groups of the generation it was
+writing; a rerun with nothing to do is a no-op; other settings over the same output are a new
+generation (every item changed), not an error."""
 
 from __future__ import annotations
 
@@ -32,28 +33,40 @@ def test_rerun_after_a_crash_redoes_only_unfinished_groups(tmp_path):
     first = _ids(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["groups"] == {"total": 3, "done_now": 3, "resumed": 0}
-    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "persons").glob("part-*.parquet")}
 
-    # A crash in the middle of group 1: its marker never came and its part files are half there.
-    (out / "_preprocess" / "group-00001.done").unlink()
-    (out / "garments" / "part-00001.parquet").unlink()
+    # A crash in the middle of generation 1: two groups done, group 1's marker never came and its
+    # garments part is missing; nothing was committed yet.
+    stamps = {k: (out / k).stat().st_mtime_ns for k in manifest["parts"]["persons"]}
+    state = out / "_preprocess" / "gen-0001"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "plan.json").write_text(json.dumps({"fingerprint": manifest["plan"], "max_pixels": 64_000_000}))
+    import pyarrow.parquet as pq
+
+    for g in (0, 2):
+        counts = {t: pq.read_metadata(out / t / f"part-{g:05d}.parquet").num_rows
+                  if (out / t / f"part-{g:05d}.parquet").exists() else 0 for t in ("persons", "garments", "errors")}
+        (state / f"group-{g:05d}.done").write_text(json.dumps(counts))
+    (out / "garments" / "part-00001.parquet").unlink(missing_ok=True)
     (out / "manifest.json").unlink()
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["groups"] == {"total": 3, "done_now": 1, "resumed": 2}
     assert _ids(out) == first and len(first) == len(set(first))        # every item exactly once
-    after = {p.name: p.stat().st_mtime_ns for p in (out / "persons").glob("part-*.parquet")}
-    assert after["part-00000.parquet"] == stamps["part-00000.parquet"]  # finished groups untouched
-    assert after["part-00002.parquet"] == stamps["part-00002.parquet"]
+    assert {k: (out / k).stat().st_mtime_ns for k in stamps if "00001" not in k} == \
+        {k: v for k, v in stamps.items() if "00001" not in k}           # finished groups untouched
 
-    # Nothing left to do: a rerun is a no-op that still writes the manifest.
+    # Nothing left to do: a rerun is a no-op and writes no manifest.
+    before = (out / "manifest.json").read_bytes()
     assert main(args) == 0
-    assert json.loads((out / "manifest.json").read_text())["groups"]["done_now"] == 0
+    assert (out / "manifest.json").read_bytes() == before
 
-    # Other settings over the same output: refused (exit 2) unless forced.
+    # Other settings over the same output: a new generation in which every item changed.
     other = [a if a != "256" else "128" for a in args]
-    assert main(other) == 2
+    assert main(other) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resolution"] == 128 and manifest["generation"] == 2
+    assert manifest["changes"]["persons"]["changed"] == 4 and manifest["derived"] == 6
     assert _ids(out) == first
     assert main(other + ["--force"]) == 0
-    assert json.loads((out / "manifest.json").read_text())["resolution"] == 128
+    assert json.loads((out / "manifest.json").read_text())["generation"] == 3
     assert _ids(out) == first
