@@ -6,7 +6,9 @@ hashes everything a row depends on:
 
 * the bytes of every file the item reads (photo, annotations, the worn garment's photo and mask),
   hashed here in the driver — a reshot photo under the same URL changes the key;
-* the item's given values (ids, URLs, categories, formats) except :data:`VOLATILE_FIELDS`;
+* the item's given values (ids, categories, formats), with each file standing for its bytes' hash
+  and no location (:data:`LOCATION_FIELDS`): the same catalogue read from another folder or
+  bucket keeps its keys;
 * the settings: working resolution, ``DERIVATION_VERSION``, ``SCHEMA_VERSION``, the estimator
   settings that change results, the sha256 of every configured model file (and of the parser's
   ``parser.json``) and the bundled MediaPipe version.
@@ -37,6 +39,8 @@ FILE_FIELDS = ("image", "keypoints", "parsing", "lip_parsing", "atr_parsing", "d
                "densepose_rendered", "mask", "parts")
 #: item fields that are not inputs of the row
 VOLATILE_FIELDS = ("content_key",)
+#: item fields that say where an item was found, not what it is (files count by their bytes)
+LOCATION_FIELDS = ("source_uri",)
 #: estimator settings that choose where a model runs, not what it computes
 PLACEMENT_FIELDS = ("device", "batch_size")
 KEY_CHARS = 32
@@ -98,10 +102,24 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _content_view(d: dict, file_hashes: dict[str, str]) -> dict:
+    """The item with every file named by its bytes' hash and no location: a catalogue moved to
+    another folder or bucket (or tonight's dated copy of it) keeps its keys."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in VOLATILE_FIELDS or k in LOCATION_FIELDS:
+            continue
+        if k in FILE_FIELDS and isinstance(v, str) and v:
+            out[k] = file_hashes.get(v, MISSING)
+        elif isinstance(v, dict):
+            out[k] = _content_view(v, file_hashes)
+        else:
+            out[k] = v
+    return out
+
+
 def content_key(item: dict, file_hashes: dict[str, str], settings_digest: str) -> str:
-    given = {k: v for k, v in item.items() if k not in VOLATILE_FIELDS}
-    body = {"item": given, "files": {u: file_hashes.get(u, MISSING) for u in source_urls(item)},
-            "settings": settings_digest}
+    body = {"item": _content_view(item, file_hashes), "settings": settings_digest}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:KEY_CHARS]
 
 
