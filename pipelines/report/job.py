@@ -155,7 +155,6 @@ def catalogue_outcome(summary: dict, manifest: dict) -> Outcome:
 
 def read_scope(folder, summary: dict, all_pairs: bool, columns: list[str] = ROW_COLUMNS) -> Scope:
     """The index (``all_pairs``) or the last run's change list, joined with the index columns it lacks."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     manifest = folder.index_manifest()
