@@ -9,17 +9,18 @@ Settings (the protocol of every metric is in :mod:`gpvton_core.metrics.set_metri
 copied into the output):
 
 * ``--reference paired`` (default): the pairs whose garment is the one the person wears
-  (``paired`` score rows). Try-ons are compared with the person's own photo from the shards:
+  (``paired`` index rows). Try-ons are compared with the person's own photo from the shards:
   SSIM, LPIPS and mIoU per pair, FID/KID between the set of photos and the set of try-ons.
   Default metrics: all five.
 * ``--reference unpaired``: the other pairs (a garment the person does not wear). There is no
   ground truth, so only the distribution metrics apply: FID and KID between the distinct person
   photos of the evaluated pairs and the try-ons. Default metrics: fid, kid.
-* mIoU compares the render's debug label map (``JOB/debug/CAT/PERSON/GARMENT.label.png``, or
+* mIoU compares the render's debug label map (``JOB/debug/CAT/PERSON/GARMENT-VERSION.label.png``, or
   ``…label.png`` next to the render; written by ``render --set output_format.debug=true``,
   labels × 25) with the person's parsing mapped to the same classes (GPVTON.md §8.7);
   background is left out of the mean.
-* Error rows (no render) are skipped and counted.
+* The pairs are the catalogue's: the rows of the job's index (``JOB/index/``, the current render of
+  every pair), not the last run's unit score files. Error rows (no render) are skipped and counted.
 * ``by_category`` repeats SSIM, LPIPS and mIoU per garment category (from the same per-pair
   values); FID/KID are computed once over the whole selection (use ``--categories`` for one
   category's FID).
@@ -198,12 +199,15 @@ def load_extractors(cfg: EvalConfig, metrics: list[str]) -> tuple[Any, Any, dict
     return inception, lpips, info
 
 
-def read_rows(job) -> list[dict]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+#: the index columns eval needs (the index is the catalogue; unit score files are only a work area)
+ROW_COLUMNS = ["person_id", "garment_id", "category", "paired", "flag", "output_key"]
 
-    tables = [pq.read_table(io.BytesIO(job.read_bytes(k))) for k in job.iter_done("scores")]
-    return pa.concat_tables(tables, promote_options="default").to_pylist() if tables else []
+
+def read_rows(job_url: str) -> list[dict]:
+    """The catalogue's rows (its index, only the needed columns, parts read in parallel)."""
+    from infra.jobfolder import JobFolder
+
+    return JobFolder(job_url).read_index(columns=ROW_COLUMNS).to_pylist()
 
 
 def shard_images(shards_url: str, wanted: set[str], parsing: bool) -> dict[str, dict[str, bytes]]:
@@ -293,15 +297,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             raise ConfigError(f"{','.join(bad)} need a ground truth and only apply to --reference paired; "
                               f"for unpaired pairs use --metrics fid,kid")
     job = _storage(cfg.job)
-    if not job.exists("job.json"):
-        raise ConfigError(f"no render job at {cfg.job} (job.json not found)")
-    meta = job.read_json("job.json")
+    try:
+        meta = job.read_json("job.json")
+    except FileNotFoundError:
+        raise ConfigError(f"no render job at {cfg.job} (job.json not found)") from None
     shards_url = (meta.get("config") or {}).get("shards")
     if not shards_url:
         raise ConfigError(f"{cfg.job}/job.json names no shards (config.shards): the real images are there")
     inception, lpips, weights = load_extractors(cfg, metrics)  # fail fast, before reading images
 
-    rows = read_rows(job)
+    rows = read_rows(job.root)
     want_paired = cfg.reference == "paired"
     selected = [r for r in rows if bool(r.get("paired")) == want_paired
                 and (not cfg.categories or r["category"] in cfg.categories)]
@@ -314,7 +319,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         other = "unpaired" if want_paired else "paired"
         raise ConfigError(f"{cfg.job} has no rendered {cfg.reference} pairs"
                           + (f" in {cfg.categories}" if cfg.categories else "")
-                          + f" ({len(rows)} score rows); try --reference {other}")
+                          + f" ({len(rows)} catalogue rows); try --reference {other}")
 
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     variant = meta.get("variant") if meta.get("variant") in ("vitonhd", "dresscode") else "vitonhd"

@@ -184,3 +184,25 @@ def test_eval_over_s3(local_s3, monkeypatch):
     m = Storage(job_url).read_json("eval/metrics.json")
     assert m["pairs"]["evaluated"] == 4 and m["metrics"]["ssim"]["value"] > 0.3
     assert m["metrics"]["miou"]["value"] > 0.5
+
+
+def test_eval_reads_the_catalogue_index_not_the_work_area(tmp_path):
+    """After a second night (one pair re-rendered, one retired) eval covers the catalogue: the index's
+    current renders, with the work area (unit score files, the plan) gone."""
+    import shutil
+
+    job, shards = tmp_path / "job", tmp_path / "shards"
+    write_job(str(job), str(shards), _pairs())
+    night2 = write_job(str(job), str(shards), [Pair("P0", "G0", "upper", "ok", {"ssim": 0.9}, paired=True)],
+                       retired=[("P1", "G1")])
+    shutil.rmtree(job / "scores")
+    shutil.rmtree(job / "plan")
+    assert main(["eval", "--job", str(job), "--metrics", "ssim"]) == 0
+    m = _read(job / "eval/metrics.json")
+    assert m["pairs"]["evaluated"] == 5 and m["pairs"]["score_rows"] == 13
+    # the re-rendered pair is read at its new version: remove it and eval says so
+    new_key = night2["rows"][0]["output_key"]
+    (job / new_key).unlink()
+    assert main(["eval", "--job", str(job), "--metrics", "ssim"]) == 0
+    m = _read(job / "eval/metrics.json")
+    assert m["pairs"]["missing_renders"] == 1 and m["pairs"]["missing_render_examples"] == [new_key]

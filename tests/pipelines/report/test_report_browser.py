@@ -106,6 +106,11 @@ def test_report_in_headless_chromium(served_report):
             _wait_view(page, "v0/3")
             assert [t["rank"] for t in _tiles(page)] == list(range(25, 31))
             assert page.is_disabled("#next")
+            # past the 3 thumbnail pages (ok rows): no thumbnails, a link to each render instead
+            assert page.locator("#gallery img").count() == 0
+            assert page.locator("#gallery .tile.nothumb a.render").count() == 6
+            href = page.get_attribute("#gallery .tile a.render", "href")
+            assert href.startswith("../renders/") and page.request.get(url.rsplit("/", 2)[0] + href[2:]).ok
             page.click("#prev")
             _wait_view(page, "v0/2")
 
@@ -160,9 +165,8 @@ def test_report_in_headless_chromium(served_report):
 
 def _all_pages(page) -> list[dict]:
     out = []
-    for _ in range(3):
+    for k in range(1, 4):   # from page 1 of the unfiltered view: wait for each page's own view
         page.click("#next")
-        page.wait_for_timeout(50)
-        page.wait_for_function("() => !document.getElementById('page-info').textContent.startsWith('page 1 ')")
+        _wait_view(page, f"v0/{k}")
         out += _tiles(page)
     return out
