@@ -5,6 +5,7 @@ render's 0/1/2 on real jobs are in test_render_job.py; train's 0 in test_train.p
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -90,9 +91,13 @@ def test_status_exit_codes(ok_job, tmp_path, capsys):
     assert main(["status", str(ok_job)]) == 0
     out = capsys.readouterr().out
     assert "units: 2 planned, 2 done, 0 not done" in out and "ok 4, warn 0, fail 0, error 0, missing 0" in out
-    (ok_job / "scores" / "unit-00001.parquet.done").unlink()        # a unit still running or lost
+    # a run in progress (or stopped): its work area is not in the index yet, one unit still to do
+    state = json.loads((ok_job / "plan" / "run.json").read_text())
+    (ok_job / "plan" / "run.json").write_text(json.dumps(dict(state, run_id="20991231T000000Z-next")))
+    (ok_job / "scores" / "unit-00001.parquet.done").unlink()
     assert main(["status", str(ok_job)]) == 1
-    assert "1 not done (1)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "in progress or stopped" in out and "1 not done (1)" in out
     assert main(["status", str(tmp_path / "nothing")]) == 2
     _one_line_error(capsys, "no render job at", "job.json not found")
 
