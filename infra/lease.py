@@ -109,12 +109,17 @@ class Lease:
         return _strip(self.storage.url(self.key))
 
     def _etag(self) -> Optional[str]:
+        from infra.storage import with_retries
+
         fs, path = self.storage.fs, self._path()
-        fs.invalidate_cache(path)
-        try:
-            return str(fs.info(path).get("ETag"))
-        except FileNotFoundError:
-            return None
+
+        def info() -> Optional[str]:
+            fs.invalidate_cache(path)
+            try:
+                return str(fs.info(path).get("ETag"))
+            except FileNotFoundError:
+                return None
+        return with_retries(info, what=f"info {self.key}")
 
     def _put(self, expect: Optional[dict[str, Any]], tag: Optional[str]) -> bool:
         """Write our record if the lease is still what we read (``expect`` with version ``tag``;
