@@ -160,9 +160,8 @@ def test_report_in_headless_chromium(served_report):
 
 def _all_pages(page) -> list[dict]:
     out = []
-    for _ in range(3):
+    for shown in range(1, 4):   # from page 1 (view …/0): wait until the gallery shows the next page
         page.click("#next")
-        page.wait_for_timeout(50)
-        page.wait_for_function("() => !document.getElementById('page-info').textContent.startsWith('page 1 ')")
+        page.wait_for_function("p => document.getElementById('gallery').dataset.view.endsWith('/' + p)", arg=shown)
         out += _tiles(page)
     return out
