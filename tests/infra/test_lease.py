@@ -33,10 +33,10 @@ lease.release()
 """
 
 
-def _race(url: str, env: dict[str, str], n: int, slow: tuple[int, ...] = (), hold_s: float = 3.0) -> list[str]:
+def _race(url: str, env: dict[str, str], n: int, slow: tuple[int, ...] = (), hold_s: float = 2.0) -> list[str]:
     """``n`` processes take the lease at the same wall-clock moment; those in ``slow`` stall 1 s
     between reading the lease and writing theirs (a loaded machine, a slow PUT)."""
-    at = time.time() + 4.0        # after every interpreter has started
+    at = time.time() + 3.0        # after every interpreter has started
     procs = []
     for i in range(n):
         e = {**os.environ, **env, "PYTHONPATH": str(REPO), failpoints.env("lease_at"): str(at)}
