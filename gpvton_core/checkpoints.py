@@ -131,13 +131,30 @@ def model_kind(model: nn.Module) -> str:
     raise CheckpointError(f"not a GP-VTON network: {type(model).__name__}")
 
 
-def save_safetensors(model: nn.Module, path: Union[str, os.PathLike], meta: Optional[Mapping[str, Any]] = None) -> None:
-    """Write the state dict as safetensors with a JSON header (kind, width + ``meta``)."""
-    from safetensors.torch import save_file
+def safetensors_bytes(model: nn.Module, meta: Optional[Mapping[str, Any]] = None, kind: Optional[str] = None) -> bytes:
+    """Our format as bytes: the state dict plus the JSON header (kind, width + ``meta``) under
+    ``"gpvton"``. Training writes these bytes to any storage; ``kind`` names networks that are not
+    a warp or generator (the discriminator, the parser)."""
+    from safetensors.torch import save
 
-    header = {"kind": model_kind(model), "width": float(getattr(model, "width", 1.0)), **(meta or {})}
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(sd, os.fspath(path), metadata={META_KEY: json.dumps(header, sort_keys=True)})
+    net = getattr(model, "module", model)  # a DDP wrapper saves its module
+    header = {"width": float(getattr(net, "width", 1.0)), **(meta or {}), "kind": kind or model_kind(net)}
+    sd = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    return save(sd, metadata={META_KEY: json.dumps(header, sort_keys=True, default=str)})
+
+
+def save_safetensors(model: nn.Module, path: Union[str, os.PathLike], meta: Optional[Mapping[str, Any]] = None,
+                     kind: Optional[str] = None) -> None:
+    """Write :func:`safetensors_bytes` to a local file."""
+    with open(os.fspath(path), "wb") as fh:
+        fh.write(safetensors_bytes(model, meta, kind))
+
+
+def _header(raw: Optional[str], where: str) -> dict[str, Any]:
+    try:
+        return json.loads(raw) if raw else {}
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{where}: metadata {META_KEY!r} is not JSON") from e
 
 
 def load_safetensors(path: Union[str, os.PathLike]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -149,8 +166,18 @@ def load_safetensors(path: Union[str, os.PathLike]) -> tuple[dict[str, Tensor], 
         raw = (f.metadata() or {}).get(META_KEY)
         for k in f.keys():
             sd[k] = f.get_tensor(k)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{os.fspath(path)}: metadata {META_KEY!r} is not JSON") from e
-    return sd, meta
+    return sd, _header(raw, os.fspath(path))
+
+
+def load_safetensors_bytes(data: bytes) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(state dict, JSON header) of :func:`safetensors_bytes` output."""
+    from safetensors.torch import load
+
+    return load(data), safetensors_meta(data)
+
+
+def safetensors_meta(data: bytes) -> dict[str, Any]:
+    """The JSON header of our format, read from the file's leading bytes without its tensors."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    return _header((header.get("__metadata__") or {}).get(META_KEY), "safetensors bytes")

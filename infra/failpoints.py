@@ -20,7 +20,13 @@ fail_writes     ``TEXT[:n]``     Storage writes of keys containing TEXT raise
                                  ``ConnectionError`` (the first n of the process, or all):
                                  local folders too; retried within the retry budget
 slow_writes     ``TEXT:s``       Storage writes of keys containing TEXT first sleep s seconds
-                                 (a kill lands between two writes)
+                                 (a kill lands between two writes); lease writes too
+lease_at        epoch seconds    taking a lease waits until that wall-clock time, so that
+                                 processes started apart race for it at the same moment
+write_errno     ``TEXT:NAME``    from the first Storage write of a key containing TEXT on,
+                                 every write raises OSError(NAME): ``:EROFS`` a read-only
+                                 output, ``scores/unit-00001:ENOSPC`` one that fills up there
+                                 (permanent errors, not retried)
 ==============  ===============  ===========================================================
 """
 
@@ -36,7 +42,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "GPVTON_FAILPOINT_"
 NAMES = ("crash_unit", "crash_marker", "raise_unit", "slow_unit_s", "nan_pairs", "storage_fails",
-         "fail_writes", "slow_writes")
+         "fail_writes", "slow_writes", "lease_at", "write_errno")
 
 
 def env(name: str) -> str:
@@ -81,12 +87,32 @@ def nan_pairs() -> frozenset[tuple[str, str]]:
 
 
 _write_fails = {"raised": 0}
+_errno_latch: set[str] = set()
 _write_lock = threading.Lock()
 
 
+def lease_start() -> None:
+    """Before a lease is taken: wait for the wall-clock time ``lease_at`` (a true race in tests)."""
+    at = value("lease_at")
+    if at is not None:
+        time.sleep(max(0.0, float(at) - time.time()))
+
+
 def storage_write(key: str) -> None:
-    """Before a Storage write of ``key``: sleep (``slow_writes``) or raise ``ConnectionError``
-    (``fail_writes``) when a test armed it for such keys."""
+    """Before a Storage write of ``key``: sleep (``slow_writes``), raise ``ConnectionError``
+    (``fail_writes``) or a permanent ``OSError`` (``write_errno``) when a test armed it for such keys."""
+    bad = value("write_errno")
+    if bad is not None:
+        text, _, name = bad.rpartition(":")
+        with _write_lock:
+            if text in key:
+                _errno_latch.add(bad)        # a full disk stays full
+            latched = bad in _errno_latch
+        if latched:
+            import errno as _errno
+
+            code = getattr(_errno, name)
+            raise OSError(code, os.strerror(code), key)
     slow = value("slow_writes")
     if slow is not None:
         text, _, seconds = slow.rpartition(":")

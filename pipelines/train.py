@@ -186,7 +186,9 @@ def check_config(cfg: TrainConfig) -> None:
         from gpvton_core.training.vgg import VGG19Features
 
         try:
-            VGG19Features().load_weights(cfg.vgg_weights)
+            from workers.train_loop import model_path
+
+            VGG19Features().load_weights(model_path(cfg.vgg_weights, loop_s3(cfg)))
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"cannot load VGG-19 weights from {cfg.vgg_weights}: {exc}") from exc
     if cfg.stage == "generator":

@@ -1,7 +1,8 @@
 """Shared test fixtures: the licensed sample data, a real S3 server, a local Ray cluster.
 
 Data from ../shared/data is read in place (never copied into the repository). When it is absent
-the tests that need it skip, except under CI=true, where they fail: CI must exercise them.
+the tests that need it skip, except under CI=true, where they fail: CI must exercise them. The same
+holds for optional test dependencies (``pytest.importorskip``, e.g. onnx).
 """
 
 from __future__ import annotations
@@ -13,6 +14,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GPVTON_SHARED", REPO.parent / "shared"))
+
+
+if os.environ.get("CI") == "true":
+    # Under CI a missing test dependency is a failure, like missing shared material: CI must run
+    # every test. pytest.importorskip (module level or inside a test) then fails instead of skipping.
+    _importorskip = pytest.importorskip
+
+    def _import_or_fail(modname: str, *args, **kwargs):
+        try:
+            return _importorskip(modname, *args, **kwargs)
+        except pytest.skip.Exception as exc:
+            pytest.fail(f"required module missing under CI: {modname} ({exc})", pytrace=False)
+
+    pytest.importorskip = _import_or_fail
 
 
 def _require(path: Path) -> Path:

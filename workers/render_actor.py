@@ -138,24 +138,25 @@ class ShardReader:
 
 # --- models ---------------------------------------------------------------------------------
 
+def _model_file(path: str, s3: Optional[dict] = None):
+    """The checkpoint at ``path`` (local or any fsspec URL) on local disk: fetched once per worker
+    into the sha256-keyed cache of :mod:`infra.models`, the one way every model file is read."""
+    from infra.models import fetch_model
+    from infra.storage import S3Settings
+
+    return fetch_model(path, S3Settings(**s3) if s3 else None)
+
+
 def sha256_file(path: str, s3: Optional[dict] = None) -> str:
-    import hashlib
-
-    from infra.storage import S3Settings, _strip, filesystem
-
-    fs = filesystem(path, S3Settings(**s3) if s3 else None)
-    h = hashlib.sha256()
-    with fs.open(_strip(path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The checkpoint's sha256 (``job.json``, the job fingerprint)."""
+    return _model_file(path, s3).sha256
 
 
-def load_checkpoint(path: str):
-    """(network, meta) from a checkpoint: an official ``.pth`` (kind told by its keys) or our safetensors."""
+def load_checkpoint(path: str, s3: Optional[dict] = None):
+    """(network, meta) from a checkpoint URL: an official ``.pth`` (kind told by its keys) or our safetensors."""
     from gpvton_core.checkpoints import build_from_checkpoint
 
-    return build_from_checkpoint(path)
+    return build_from_checkpoint(_model_file(path, s3).path)
 
 
 def _meta_width(meta: dict, default: float) -> float:
@@ -179,7 +180,7 @@ def build_models(s: WorkerSettings):
     nets = []
     for kind, path in (("warp", s.warp_checkpoint), ("generator", s.generator_checkpoint)):
         if path:
-            net, meta = load_checkpoint(path)
+            net, meta = load_checkpoint(path, s.s3)
             want = "generator" if kind == "generator" else f"warp_{s.variant}"
             if meta.get("kind") != want:
                 raise ValueError(f"{kind} checkpoint {path} holds a {meta.get('kind')!r} network, expected {want!r}")

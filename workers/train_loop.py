@@ -200,56 +200,53 @@ def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
     return max(0.0, 1.0 - max(0, epoch - 1 - niter) / niter_decay)
 
 
-def read_url(url: str, s3: Optional[dict] = None) -> bytes:
-    """Bytes of a local path or an fsspec URL (``s3://``)."""
-    from infra.storage import S3Settings, _strip, filesystem
-
-    fs = filesystem(url, S3Settings(**s3) if s3 else None)
-    with fs.open(_strip(url), "rb") as fh:
-        return fh.read()
-
-
 # ---- checkpoints --------------------------------------------------------------------------------
+def model_path(url: str, s3: Optional[dict] = None) -> str:
+    """A model file (checkpoint, VGG weights) by URL, fetched once into the sha256-keyed cache."""
+    from infra.models import fetch_model
+    from infra.storage import S3Settings
+
+    return fetch_model(url, S3Settings(**s3) if s3 else None).path
+
+
+def load_model_file(url: str, s3: Optional[dict] = None):
+    """(network, meta) of a warp / generator checkpoint by URL: our safetensors or an official ``.pth``."""
+    from gpvton_core.checkpoints import build_from_checkpoint
+
+    return build_from_checkpoint(model_path(url, s3))
+
+
 def _unwrap(m):
     return getattr(m, "module", m)
 
 
 def safetensors_bytes(model, meta: dict[str, Any]) -> bytes:
-    """Our safetensors format (``gpvton_core.checkpoints``): the JSON header under ``"gpvton"``
-    (kind, width, …); every header field is also stored as its own JSON-valued metadata key."""
-    from safetensors.torch import save
+    """The core's one safetensors format (:func:`gpvton_core.checkpoints.safetensors_bytes`), so that
+    render, training and resume read every checkpoint with the same reader; networks other than a
+    warp or generator (discriminator, parser) keep the caller's ``kind``."""
+    from gpvton_core.checkpoints import CheckpointError, model_kind
+    from gpvton_core.checkpoints import safetensors_bytes as core_bytes
 
     net = _unwrap(model)
-    header = dict(meta)
     try:
-        from gpvton_core.checkpoints import META_KEY, model_kind
-
-        header["kind"] = model_kind(net)
-    except Exception:  # noqa: BLE001 - e.g. the discriminator: keep the caller's kind
-        META_KEY = "gpvton"
-    sd = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    md = {k: json.dumps(v) for k, v in header.items()}
-    md[META_KEY] = json.dumps(header, sort_keys=True)
-    return save(sd, metadata=md)
+        kind = model_kind(net)
+    except CheckpointError:
+        kind = str(meta.get("kind") or type(net).__name__)
+    return core_bytes(net, meta, kind)
 
 
 def load_safetensors_bytes(data: bytes):
-    from safetensors.torch import load
+    """The state dict of :func:`safetensors_bytes` output."""
+    from gpvton_core.checkpoints import load_safetensors_bytes as core_load
 
-    return load(data)
+    return core_load(data)[0]
 
 
 def read_meta(data: bytes) -> dict[str, Any]:
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
-    meta = header.get("__metadata__", {})
-    out = {}
-    for k, v in meta.items():
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
+    """The JSON header of a checkpoint's bytes."""
+    from gpvton_core.checkpoints import safetensors_meta
+
+    return safetensors_meta(data)
 
 
 # ---- run files -----------------------------------------------------------------------------------
@@ -275,7 +272,7 @@ class RunFiles:
             key = f"{d}/{name}.safetensors"
             if m is not None and (name == "model" or self.out.exists(key)):
                 m.load_state_dict(load_safetensors_bytes(self.out.read_bytes(key)))
-        state = torch.load(io.BytesIO(self.out.read_bytes(f"{d}/state.pt")), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(self.out.read_bytes(f"{d}/state.pt")), map_location="cpu", weights_only=True)
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
         if self.out.exists("log.jsonl"):
@@ -394,17 +391,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         net = TryOnGenerator(width)
         disc_in = 39
-        wdata = read_url(c["warp_checkpoint"], s3)
-        wmeta = read_meta(wdata)
-        warp_net = LFGPWarp(wmeta.get("variant", variant), float(wmeta.get("width", width)))
-        warp_net.load_state_dict(load_safetensors_bytes(wdata))
+        warp_net, _ = load_model_file(c["warp_checkpoint"], s3)   # ours or an official .pth
+        if not isinstance(warp_net, LFGPWarp):
+            raise ValueError(f"--warp-checkpoint {c['warp_checkpoint']} is not a warp network")
         warp_net.eval().requires_grad_(False)
     disc = SpectralDiscriminator(disc_in, float(c.get("disc_width") or width)) if c.get("gan", True) else None
     vgg = None
     if c.get("perceptual", True):
         from gpvton_core.training.vgg import VGG19Features, VGGLoss
 
-        vgg = VGGLoss(VGG19Features(normalize=bool(c.get("vgg_normalize", True))).load_weights(c["vgg_weights"]))
+        vgg = VGGLoss(VGG19Features(normalize=bool(c.get("vgg_normalize", True))).load_weights(
+            model_path(c["vgg_weights"], s3)))
     betas = (_beta1(c, 0.5), 0.999)
     opt = torch.optim.Adam(net.parameters(), lr=float(c["lr"]), betas=betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=float(c["lr_d"]), betas=betas) if disc is not None else None

@@ -13,4 +13,4 @@ Modules:
 Every image-like array is H×W (×C) NumPy; label maps are uint8.
 """
 
-DERIVATION_VERSION = "1.2.0"
+DERIVATION_VERSION = "1.3.0"   # 1.3: estimated parsing and DensePose kept inside the person mask

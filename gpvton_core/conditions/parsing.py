@@ -516,3 +516,21 @@ def class_iou(pred: np.ndarray, ref: np.ndarray, classes: Iterable[int] = SCORED
 
 def mean_iou(ious: dict[int, float]) -> float:
     return float(np.mean(list(ious.values()))) if ious else float("nan")
+
+
+def restrict_to_mask(labels: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, float]:
+    """``labels`` (parsing or DensePose index, 0 = background) with everything outside the
+    ``person`` mask set to 0, and the fraction of labelled pixels that was cut.
+
+    An estimator that meets a busy background (leaves, logos) labels parts of it as clothes or
+    body; the person mask of preprocessing knows better where the person is."""
+    lab = np.asarray(labels)
+    keep = np.asarray(person, bool)
+    if keep.shape != lab.shape:
+        raise ValueError(f"person mask {keep.shape} and labels {lab.shape} sizes differ")
+    labelled = lab > 0
+    n = int(labelled.sum())
+    cut = labelled & ~keep
+    out = lab.copy()
+    out[cut] = 0
+    return out, (float(cut.sum()) / n if n else 0.0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from gpvton_core.conditions import DERIVATION_VERSION
 from gpvton_core.conditions import densepose as dp
@@ -229,8 +229,10 @@ def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
     return k
 
 
-def _estimate_pose(ctx: Ctx, photo: np.ndarray, est) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """BODY_25 keypoints and the subject's box (photo pixels) of the one person in ``photo``."""
+def _estimate_pose(ctx: Ctx, photo: np.ndarray, est
+                   ) -> tuple[np.ndarray, tuple[float, float, float, float], np.ndarray | None]:
+    """BODY_25 keypoints, the subject's box (photo pixels) and the person mask (photo pixels,
+    None without a segmenter) of the one person in ``photo``."""
     pose = est.pose if est is not None else None
     if pose is None:
         raise ctx.fail("validate", "no keypoints given and pose estimation is off (pose.backend: none); "
@@ -248,14 +250,18 @@ def _estimate_pose(ctx: Ctx, photo: np.ndarray, est) -> tuple[np.ndarray, tuple[
     ctx.models["pose"] = pose.provenance
     subject = tuple(float(v) for v in first.bbox)
     seg = est.segmenter
+    mine = None
     if seg is not None:
         person = seg.mask(photo) >= 0.5
         ctx.models["segmenter"] = seg.provenance
         kb = fr.keypoints_bbox(first.keypoints)
-        mb = fr.mask_bbox(person & _near_box(person.shape, kb or subject, 0.35))
+        mine = person & _near_box(person.shape, kb or subject, 0.35)
+        mb = fr.mask_bbox(mine)
         if mb is not None:
             subject = (min(subject[0], mb[0]), min(subject[1], mb[1]), max(subject[2], mb[2]), max(subject[3], mb[3]))
-    return first.keypoints, subject
+        else:
+            mine = None
+    return first.keypoints, subject, mine
 
 
 def _near_box(shape: tuple[int, int], box, grow: float) -> np.ndarray:
@@ -297,6 +303,7 @@ class PersonDraft:
     image_hw: tuple[int, int]       # decoded photo
     box: fr.CropBox                 # the working frame in the photo's pixels
     gp: np.ndarray | None           # 29-label parsing when given or derived from given label maps
+    person: np.ndarray | None = None  # the segmenter's person mask (working size), when pose was estimated
 
     @property
     def needs_parser(self) -> bool:
@@ -317,10 +324,11 @@ def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
         ctx.provenance["image_converted"] = note
     image_hw = (rgb.height, rgb.width)
     aligned = any(item.get(k) for k in IMAGE_ALIGNED)
+    person_photo = None
     if item.get("keypoints"):
         kps_photo, subject = _keypoints(ctx, image_hw), None
     else:
-        kps_photo, subject = _estimate_pose(ctx, np.asarray(rgb), est)
+        kps_photo, subject, person_photo = _estimate_pose(ctx, np.asarray(rgb), est)
     box = fr.whole(image_hw)
     if subject is not None:
         fcfg = est.cfg.framing
@@ -336,6 +344,13 @@ def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
     fit = rs.compute_fit((framed.height, framed.width), (H, W), "crop")
     image = rs.resize_rgb(framed, (H, W), mode="crop")
     kps = rs.transform_keypoints(fr.box_keypoints(kps_photo, box), fit)
+    if box.is_whole(image_hw):
+        # A photo kept whole but not 3:4 (given keypoints or aligned annotations) is centre-cropped
+        # by the fit: that crop is its frame, or render's `frame: original` would stretch the try-on.
+        cx0, cy0 = round(-fit.offset_x / fit.scale), round(-fit.offset_y / fit.scale)
+        crop = fr.CropBox(cx0, cy0, cx0 + round(W / fit.scale), cy0 + round(H / fit.scale))
+        if not crop.is_whole(image_hw):
+            box = crop
     cats = _usable_categories(ctx, kps, cats)
 
     gp = None
@@ -354,7 +369,12 @@ def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
         from pipelines.preprocess.estimators.bundle import NO_PARSER
 
         raise ctx.fail("validate", NO_PARSER)
-    return PersonDraft(ctx, image, kps, cats, image_hw, box, gp)
+    person = None
+    if person_photo is not None:   # the person mask in the working frame, grown a little (hair, edges)
+        m = rs.resize_labels(fr.crop_labels(person_photo.astype(np.uint8), box, fill=0), (H, W), mode="crop")
+        grow = 2 * max(1, round(H / 128)) + 1
+        person = np.asarray(Image.fromarray(m * 255).filter(ImageFilter.MaxFilter(grow))) > 0
+    return PersonDraft(ctx, image, kps, cats, image_hw, box, gp, person)
 
 
 def _from_scheme(ctx: Ctx, labels: np.ndarray, scheme: str, kps: np.ndarray, url: str | None) -> np.ndarray:
@@ -380,6 +400,9 @@ def parse_drafts(drafts: list[PersonDraft], est) -> None:
         d.ctx.provenance["parsing"] = f"estimated:{parser.provenance}" + (
             f"+derived:{parser.scheme}+pose" if parser.scheme in ("lip", "atr") else "")
         d.ctx.models["parser"] = parser.provenance
+        if d.person is not None:   # a parser's labels on a busy background are not the person's
+            d.gp, cut = ps.restrict_to_mask(d.gp, d.person)
+            d.ctx.provenance.setdefault("outside_person_mask", {})["parsing"] = round(cut, 4)
 
 
 def finish_person(d: PersonDraft, read: Callable[[str], bytes], resolution: int,
@@ -415,6 +438,10 @@ def finish_person(d: PersonDraft, read: Callable[[str], bytes], resolution: int,
         except ValueError as exc:
             raise ctx.fail("derive", f"DensePose approximation: {exc}") from None
         ctx.provenance["densepose"] = "estimated:mask+skeleton"
+
+    if d.person is not None and not item.get("densepose") and not item.get("densepose_rendered"):
+        dpi, cut = ps.restrict_to_mask(dpi, d.person)   # estimated DensePose stays on the person too
+        ctx.provenance.setdefault("outside_person_mask", {})["densepose"] = round(cut, 4)
 
     # Whether the generator's skin colour (§8.8) is defined for this photo, per model variant;
     # render decides what to do with a photo without visible skin.

@@ -82,12 +82,13 @@ def check_model_choice(cfg: RenderConfig, s3) -> bool:
     return False
 
 
-def _checkpoint_meta(label: str, path: str) -> dict:
-    """Kind and width of a checkpoint, checked against its role (a wrong file is a config error)."""
+def _checkpoint_meta(label: str, path: str, s3=None) -> dict:
+    """Kind and width of a checkpoint (fetched like the workers fetch it), checked against its role
+    (a wrong file is a config error)."""
     from workers.render_actor import load_checkpoint
 
     try:
-        _, meta = load_checkpoint(path)
+        _, meta = load_checkpoint(path, _s3_dict(s3) if s3 is not None else None)
     except Exception as exc:  # noqa: BLE001 - unreadable / not a GP-VTON state dict
         raise ConfigError(f"{label} checkpoint {path} cannot be loaded: {exc}") from exc
     kind = str(meta.get("kind"))
@@ -222,7 +223,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
 
     ck_meta = {}
     if not random_init:
-        ck_meta = {label: _checkpoint_meta(label, path) for label, path in
+        ck_meta = {label: _checkpoint_meta(label, path, s3) for label, path in
                    (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))}
         ck_variant = ck_meta["warp"]["kind"].split("_", 1)[1]
         if cfg.model.variant not in ("auto", ck_variant):

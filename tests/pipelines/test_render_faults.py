@@ -111,3 +111,82 @@ def test_second_run_on_the_same_output_refuses(shards, tmp_path, capsys):
     res = run_job(RenderConfig(shards=str(shards), output=str(job), **SMALL))      # free again
     assert res.exit_code == 0 and not (job / "lock.json").exists()
     assert pq.read_table(job / "plan" / "units.parquet").num_rows == 2
+
+
+def test_two_renders_started_together_on_one_s3_output(shards, local_s3):
+    """Two `gpvton render` processes take the output's lease at the same moment (on the S3 server):
+    exactly one renders (exit 0), the other exits 2 naming host, pid and since; the winner's lease
+    is renewed while it runs past lock_ttl_s, and released at the end."""
+    import json
+    import os
+    import subprocess
+    import threading
+    import time
+
+    out = local_s3.url("jobs/race")
+    st = Storage(out, local_s3.settings)
+    at = time.time() + 8.0                                      # both interpreters are up by then
+    env = {**os.environ, **local_s3.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           failpoints.env("lease_at"): str(at), failpoints.env("slow_unit_s"): "1.5"}
+    cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", out,
+           "--runner", "local", "--no-progress", "--random-weights", "--set", "categories=[upper]",
+           "--set", "model.variant=vitonhd", "--set", "model.width=0.0625", "--set", "lock_ttl_s=1",
+           "--set", "garments.include=[g0002, g0007]", "--set", "persons.include=[p0000, p0001]",
+           "--set", "unit_size=2"]
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            try:
+                seen.append(st.read_json("lock.json"))
+            except (FileNotFoundError, ValueError):
+                pass
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    procs = [subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    res = [p.communicate(timeout=300) for p in procs]
+    stop.set()
+    w.join()
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], res
+    err = next(e for p, (_, e) in zip(procs, res) if p.returncode == 2)
+    assert "another render run is using this output (host " in err and ", pid " in err and "since " in err, err
+    winner = {r["run_id"] for r in seen}
+    assert len(winner) == 1, winner                              # the lease never changed hands
+    renewed = sorted({r["renewed"] for r in seen})
+    assert renewed[-1] - renewed[0] > 1.0 and len(renewed) >= 3   # renewed past its 1 s TTL while running
+    assert not st.exists("lock.json")
+    summary = st.read_json("summary.json")
+    assert summary["counts"].get("error", 0) == 0 and len(st.list("renders", ".jpg")) == 4
+    assert json.loads(json.dumps(summary))["pairs"] == 4
+
+
+@pytest.mark.parametrize("name, key, message", [("EROFS", "", "Read-only file system"),
+                                                ("ENOSPC", "scores/unit-00001", "No space left on device")])
+def test_read_only_or_full_output_exits_2(shards, tmp_path, monkeypatch, capsys, name, key, message):
+    """A read-only output (every write refused) or one that fills up during the run is the user's to
+    fix: exit 2 with one line; on a full disk the completed unit stays and a rerun finishes the job."""
+    from pipelines.cli import main
+
+    job = tmp_path / "job"
+    monkeypatch.setattr(failpoints, "_errno_latch", set())
+    monkeypatch.setenv(failpoints.env("write_errno"), f"{key}:{name}")
+    args = ["render", "--shards", str(shards), "--output", str(job), "--runner", "local", "--no-progress",
+            "--random-weights", "--set", "categories=[upper]", "--set", "model.variant=vitonhd",
+            "--set", "model.width=0.0625", "--set", "garments.include=[g0002, g0007]",
+            "--set", "persons.include=[p0000, p0001]", "--set", "unit_size=2", "--set", "in_flight_per_actor=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]      # after the random-weights banner
+    assert err.startswith("gpvton render: error: cannot write to") and str(job) in err and message in err, err
+    assert not (job / "lock.json").exists()
+    if name == "EROFS":
+        assert not [p for p in job.rglob("*") if p.is_file()] if job.exists() else True
+        return
+    assert [p.name for p in (job / "scores").glob("*.done")] == ["unit-00000.parquet.done"]
+    assert not list(job.rglob(".tmp-*"))
+    monkeypatch.delenv(failpoints.env("write_errno"))
+    assert main(args) == 0
+    check_job(job, pairs(shards))

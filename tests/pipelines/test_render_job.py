@@ -115,7 +115,9 @@ def test_the_local_runner_reads_the_next_unit_while_it_computes(shards, tmp_path
         assert len(units) == 3
         for a, b in zip(units, units[1:]):
             assert b["compute"][0] >= a["compute"][1]                 # never two units on the networks
-        overlapped = [b for a, b in zip(units, units[1:]) if b["prep"][1] <= a["compute"][1]]
+        # the next unit's reading began while the previous one computed (whether it also finished
+        # in time depends on how busy the machine is: not asserted)
+        overlapped = [b for a, b in zip(units, units[1:]) if b["prep"][0] < a["compute"][1]]
         assert bool(overlapped) == (in_flight > 1), units
 
 

@@ -68,23 +68,39 @@ def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg
 
 
 @pytest.mark.slow
-def test_s3_output_and_resume(training_shards, local_s3, ray_local, tmp_path):
-    s = local_s3.settings
-    s3 = {"endpoint_url": s.endpoint_url, "access_key_id": s.access_key_id,
-          "secret_access_key": s.secret_access_key, "region": s.region}
-    url = local_s3.url("train-run")
-    base = dict(shards=training_shards, output=url, resolution="128x96", width=0.0625, perceptual=False,
-                threads=1, progress=False, batch_size=1, max_pairs=2, mask_epoch=0, s3=s3, checkpoint_every=1)
-    run_training(TrainConfig(**base, steps=1))
-    res = run_training(TrainConfig(**base, steps=2, resume=True))
-    assert res["steps"] == 2
-    from infra.storage import S3Settings, Storage
+def test_s3_output_and_resume_is_step_exact(training_shards, local_s3, ray_local, tmp_path, monkeypatch):
+    """`gpvton train --resume` of a run on s3:// continues at its checkpoint: the resumed run's weights
+    and losses equal those of an uninterrupted run (a resume that restarted at step 0 would differ).
+    Checkpoints are the core's one safetensors format, read back through the model-file cache."""
+    from gpvton_core.checkpoints import build_from_checkpoint, load_safetensors_bytes
+    from infra.models import fetch_model
+    from infra.storage import Storage
 
-    st = Storage(url, S3Settings(**s3))
-    assert st.read_json("checkpoints/latest.json")["step"] == 2
-    rows = [json.loads(l) for l in st.read_bytes("log.jsonl").decode().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2]
-    assert st.exists("warp.safetensors") and st.exists("loss_curve.png") and st.exists("config.json")
+    monkeypatch.setenv("GPVTON_MODEL_CACHE", str(tmp_path / "cache"))
+    s = local_s3.settings
+    small = [*SMALL, "--no-perceptual", "--set", "mask_epoch=0", "--set", "checkpoint_every=1",
+             "--set", f"s3.endpoint_url={s.endpoint_url}", "--set", f"s3.access_key_id={s.access_key_id}",
+             "--set", f"s3.secret_access_key={s.secret_access_key}", "--set", f"s3.region={s.region}"]
+    whole, cut = local_s3.url("train/whole"), local_s3.url("train/cut")
+    assert main(["train", "warp", "--shards", training_shards, "--output", whole, "--steps", "2", *small]) == 0
+    assert main(["train", "warp", "--shards", training_shards, "--output", cut, "--steps", "1", *small]) == 0
+    st = {u: Storage(u, s) for u in (whole, cut)}
+    before = json.loads(st[cut].read_bytes("log.jsonl").decode().splitlines()[0])
+    assert main(["train", "warp", "--shards", training_shards, "--output", cut, "--steps", "2", "--resume",
+                 *small]) == 0
+    rows = {u: [json.loads(l) for l in st[u].read_bytes("log.jsonl").decode().splitlines()] for u in st}
+    assert [r["step"] for r in rows[cut]] == [1, 2] and st[cut].read_json("checkpoints/latest.json")["step"] == 2
+    assert rows[cut][0] == before             # step 1 was not run again (its timing would differ) ...
+    assert [r["total"] for r in rows[cut]] == pytest.approx([r["total"] for r in rows[whole]], rel=1e-5)
+    a, ma = load_safetensors_bytes(st[whole].read_bytes("warp.safetensors"))
+    b, mb = load_safetensors_bytes(st[cut].read_bytes("warp.safetensors"))
+    assert ma["kind"] == mb["kind"] == "warp_vitonhd" and ma["step"] == mb["step"] == 2
+    for k in a:                               # ... and step 2 continued exactly where step 1 stopped
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert st[cut].exists("loss_curve.png") and st[cut].exists("config.json")
+    # render's model path reads the same file from s3:// with the same reader
+    _, meta = build_from_checkpoint(fetch_model(f"{cut}/warp.safetensors", s).path)
+    assert meta["kind"] == "warp_vitonhd" and meta["width"] == 0.0625
 
 
 @pytest.mark.slow

