@@ -207,6 +207,29 @@ class JobFolder:
         return pa.concat_tables([t.cast(pa.schema([pa.field(f.name, f.type) for f in t.schema]))
                                  for t in tables], promote_options="permissive")
 
+    def lookup(self, pairs: pa.Table, columns: list[str], manifest: Optional[dict] = None) -> pa.Table:
+        """The index rows of ``pairs`` (person_id, garment_id), reading only the buckets they fall in."""
+        import numpy as np
+
+        m = self.index_manifest() if manifest is None else manifest
+        parts = m.get("parts") or {}
+        if not pairs.num_rows or not parts:
+            return pa.schema([INDEX.field(c) for c in columns]).empty_table()
+        ids = pa.schema([("person_id", pa.string()), ("garment_id", pa.string())])
+        pairs = pairs.select(ids.names).cast(ids)
+        buckets = bucket_column(pairs.column("garment_id"), int(m["buckets"]))
+        wanted = sorted({int(b) for b in buckets} & {int(b) for b in parts})
+        cols = list(dict.fromkeys(["person_id", "garment_id", *columns]))
+
+        def read(b: int) -> pa.Table:
+            t = pq.read_table(io.BytesIO(self.storage.read_bytes(parts[str(b)]["key"])), columns=cols)
+            mine = pairs.filter(pa.array(np.asarray(buckets) == b))
+            return t.join(mine, keys=["person_id", "garment_id"], join_type="inner").select(cols)
+
+        tables = self._parallel(read, wanted)
+        return pa.concat_tables(tables).select(columns) if tables else \
+            pa.schema([INDEX.field(c) for c in columns]).empty_table()
+
     def commit_index(self, new_rows: pa.Table, drop: pa.Table, run_id: str, plan_pairs: int,
                      extra: Optional[dict] = None) -> dict:
         """Replace/insert ``new_rows`` and remove the ``drop`` pairs (person_id, garment_id); one

@@ -44,13 +44,13 @@ def commit(folder: JobFolder, delta: Delta, persons: pa.Table, garments: pa.Tabl
                            "model_key": delta.model_key, "version": version, "run_id": run_id})
         changes.append({**{k: r.get(k) for k in CHANGES.names}, "change": "added" if kind == ADDED else "updated"})
     retired = delta.retired
-    for r in retired.select([c for c in ("person_id", "garment_id", "category", "output_key", "version", "flag",
-                                         "error") if c in retired.column_names]).to_pylist():
+    ids = pa.table({"person_id": retired.column("person_id").cast(pa.string()),
+                    "garment_id": retired.column("garment_id").cast(pa.string())})
+    for r in folder.lookup(ids, ["person_id", "garment_id", "category", "output_key", "version", "flag",
+                                 "error"]).to_pylist():
         changes.append({**{k: r.get(k) for k in CHANGES.names}, "change": "retired"})
     new_rows = pa.Table.from_pylist(index_rows, schema=INDEX)
-    drop = pa.table({"person_id": retired.column("person_id").cast(pa.string()),
-                     "garment_id": retired.column("garment_id").cast(pa.string())})
-    manifest = folder.commit_index(new_rows, drop, run_id, len(delta.pairs),
+    manifest = folder.commit_index(new_rows, ids, run_id, len(delta.pairs),
                                    extra={"pairs_per_second": pairs_per_second, "plan_pairs": len(delta.pairs),
                                           "model_key": delta.model_key})
     changes.sort(key=lambda r: (r["change"], r["category"], r["person_id"], r["garment_id"]))

@@ -29,8 +29,8 @@ from pipelines.render.plan import PairSet
 
 KINDS = ("added", "updated", "retry", "unchanged")
 ADDED, UPDATED, RETRY, UNCHANGED = range(4)
-INDEX_COLUMNS = ["person_id", "garment_id", "category", "person_key", "garment_key", "model_key", "flag",
-                 "error", "output_key", "version"]
+#: what the diff reads of the index (dictionary-encoded where repeated): no per-pair strings
+INDEX_COLUMNS = ["person_id", "garment_id", "category", "person_key", "garment_key", "model_key", "flag", "error"]
 
 
 @dataclass
