@@ -104,19 +104,6 @@ def test_s3_output_and_resume_is_step_exact(training_shards, local_s3, ray_local
 
 
 @pytest.mark.slow
-def test_two_worker_ray_train(training_shards, ray_local, tmp_path):
-    out = tmp_path / "ddp"
-    res = run_training(TrainConfig(shards=training_shards, output=str(out), workers=2, steps=2, resolution="128x96",
-                                   width=0.0625, perceptual=False, threads=1, progress=False, batch_size=1,
-                                   mask_epoch=0, checkpoint_every=0))
-    assert res.get("steps") == 2
-    rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2]
-    assert (out / "warp.safetensors").is_file()
-    # each worker trained on its own pairs; averaged gradients keep both replicas' weights identical
-    assert rows[-1]["replica_spread"] == 0.0
-
-
 @pytest.mark.slow
 def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, ray_local, tmp_path):
     """`gpvton train warp` → `gpvton train generator` → `gpvton render`, Dress Code variant, every category."""
@@ -134,9 +121,10 @@ def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, ray_
     assert meta["checkpoint_meta"]["warp"]["kind"] == "warp_dresscode"
     assert not meta["random_weights"]
     summary = json.loads((job / "summary.json").read_text())
-    renders = sorted(p.relative_to(job / "renders").as_posix() for p in (job / "renders").rglob("*.jpg"))
+    renders = sorted(p.relative_to(job / "renders").as_posix().rsplit("-", 1)[0]   # without the content version
+                     for p in (job / "renders").rglob("*.jpg"))
     # p0000 wears upper + lower, p0003 a dress: g0000 lower, g0002 upper, g0003 dress
-    assert renders == ["dresses/p0003/g0003.jpg", "lower/p0000/g0000.jpg", "upper/p0000/g0002.jpg"], renders
+    assert renders == ["dresses/p0003/g0003", "lower/p0000/g0000", "upper/p0000/g0002"], renders
     assert summary["counts"].get("error", 0) == 0, summary["counts"]
 
 
