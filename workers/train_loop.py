@@ -45,6 +45,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from gpvton_core.conditions.labels import variant_categories
+
 log = logging.getLogger(__name__)
 
 LOG_FIELDS_WARP = ("l1", "vgg", "mask", "smooth2", "full_l1", "full_mask", "attention", "parsing",
@@ -103,9 +105,7 @@ def list_pairs(shards: str, variant: str, s3: Optional[dict] = None,
     if persons is None or garments is None:
         raise ValueError(f"{shards}: no persons or no garments in the shards")
     grows = {r["garment_id"]: r for r in garments.to_pylist()}
-    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
-    if variant == "vitonhd":
-        cats &= {"upper"}
+    cats = set(categories or variant_categories(variant)) & set(variant_categories(variant))
     pairs = []
     for r in persons.to_pylist():
         gid = r.get("worn_garment_id")
@@ -164,9 +164,7 @@ def count_examples(shards: str, stage: str, variant: str = "vitonhd", s3: Option
     if stage == "parser":
         return persons.num_rows
     garments = _read_table(st, "garments", ["garment_id", "category"])
-    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
-    if variant == "vitonhd":
-        cats &= {"upper"}
+    cats = set(categories or variant_categories(variant)) & set(variant_categories(variant))
     gcat = dict(zip(garments.column("garment_id").to_pylist(), garments.column("category").to_pylist())) \
         if garments is not None else {}
     n = sum(1 for g in persons.column("worn_garment_id").to_pylist() if g and gcat.get(g) in cats)

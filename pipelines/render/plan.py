@@ -90,12 +90,12 @@ def detect_variant(cfg: RenderConfig, persons, garments, manifest: dict) -> str:
 
 
 def read_pairs_file(cfg: RenderConfig, s3) -> list[tuple[str, str]]:
-    from infra.storage import _strip, filesystem
+    from infra.storage import filesystem, strip_scheme
 
     path = cfg.pairs_file or ""
     fs = filesystem(path, s3)
     try:
-        with fs.open(_strip(path), "rt") as fh:
+        with fs.open(strip_scheme(path), "rt") as fh:
             text = fh.read()
     except FileNotFoundError as exc:
         raise ConfigError(f"pairs_file not found: {path}") from exc
