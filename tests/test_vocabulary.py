@@ -24,8 +24,7 @@ def test_label_names_are_the_gp29_names():
 def test_joint_names_are_the_body25_names():
     ids = {n: v for n, v in vars(Joint).items() if n.isupper()}
     assert sorted(ids.values()) == list(range(len(BODY_25)))
-    spelled = {n: v for n, v in ids.items()}
-    for name, i in spelled.items():   # R_SHOULDER ↔ "RShoulder", MID_HIP ↔ "MidHip", L_BIG_TOE ↔ "LBigToe"
+    for name, i in ids.items():   # R_SHOULDER ↔ "RShoulder", MID_HIP ↔ "MidHip", L_BIG_TOE ↔ "LBigToe"
         assert name.replace("_", "").lower() == BODY_25[i].lower(), (name, BODY_25[i])
 
 

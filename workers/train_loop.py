@@ -364,8 +364,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{c['shards']}: no training pairs (persons with a worn_garment_id"
                          f"{' and an upper garment' if variant == 'vitonhd' else ''})")
     n = len(pairs)
-    gb = bs * world
-    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    global_batch = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / global_batch)))
     cache: dict[int, dict] = {}
 
     def sample(i: int) -> dict:
@@ -453,7 +453,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if opt_d is not None:
             for g in opt_d.param_groups:
                 g["lr"] = float(c["lr_d"]) * f
-        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        idx = batch_indices(n, step, spe, global_batch, seed)[rank * bs:(rank + 1) * bs]
         b = collate([sample(i) for i in idx])
         rng = np.random.default_rng([seed, step, rank])
         row: dict[str, Any] = {"step": step + 1, "epoch": epoch, "lr": float(c["lr"]) * f}
@@ -597,8 +597,8 @@ def parser_loop(c: dict[str, Any]) -> dict[str, Any]:
     if not persons:
         raise ValueError(f"{c['shards']}: no persons to train a parser on")
     n = len(persons)
-    gb = bs * world
-    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    global_batch = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / global_batch)))
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def sample(i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -648,7 +648,7 @@ def parser_loop(c: dict[str, Any]) -> dict[str, Any]:
         f = lr_factor(epoch, int(c.get("niter", 10 ** 9)), int(c.get("niter_decay", 0)))
         for g in opt.param_groups:
             g["lr"] = float(c["lr"]) * f
-        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        idx = batch_indices(n, step, spe, global_batch, seed)[rank * bs:(rank + 1) * bs]
         rng = np.random.default_rng([seed, step, rank])
         imgs, labs = [], []
         for i in idx:
