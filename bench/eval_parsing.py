@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from gpvton_core.conditions import DERIVATION_VERSION  # noqa: E402
+from gpvton_core.conditions import labels  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
 
 SIZE = (512, 384)
@@ -142,7 +143,7 @@ def evaluate(items) -> dict:
 def table(res: dict) -> str:
     """Per-item IoU table (rows: items, then mean / pooled / ceiling; columns: classes)."""
     classes = sorted({int(c) for d in res["per_item"].values() for c in d})
-    names = [SHORT.get(c, ps.LABEL_NAMES[c])[:8] for c in classes]
+    names = [SHORT.get(c, labels.LABEL_NAMES[c])[:8] for c in classes]
     lines = ["item      " + " ".join(f"{n:<8}" for n in names) + " mIoU"]
 
     def row(name: str, d: dict, m: float | None = None) -> str:
@@ -164,7 +165,7 @@ def sheet(items, path: str) -> None:
     from PIL import Image
 
     rng = np.random.RandomState(0)
-    pal = rng.randint(40, 255, (ps.NUM_LABELS, 3)).astype(np.uint8)
+    pal = rng.randint(40, 255, (labels.NUM_LABELS, 3)).astype(np.uint8)
     pal[0] = 0
     rows = []
     for _, lip, k, ref in items:
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     res = {"derivation_version": DERIVATION_VERSION, "cpu": cpu_model(), "machine": machine, "size": list(SIZE),
-           "classes": {str(c): ps.LABEL_NAMES[c] for c in ps.SCORED_CLASSES}, **res}
+           "classes": {str(c): labels.LABEL_NAMES[c] for c in ps.SCORED_CLASSES}, **res}
     print(table(res))
     if res["skipped_type_mismatch"]:
         print("skipped (garment type differs):", res["skipped_type_mismatch"])

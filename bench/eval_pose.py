@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gpvton_core.conditions import pose_mapping as pm  # noqa: E402
-from gpvton_core.conditions.pose import (BODY_25, body25_from_openpose, coco18_to_body25,  # noqa: E402
+from gpvton_core.conditions.labels import BODY_25  # noqa: E402
+from gpvton_core.conditions.pose import (body25_from_openpose, coco18_to_body25,  # noqa: E402
                                          scale_keypoints)
 
 

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import flow as fl
-
-CATEGORIES = ("upper", "lower", "dresses")
+from .conditions.labels import CATEGORIES, VARIANTS, variant_categories
 #: DressCode type map value per category (GPVTON.md §3.7)
 TYPE_VALUE = {"upper": 1.0 / 3.0, "lower": 2.0 / 3.0, "dresses": 1.0}
 
@@ -35,13 +34,13 @@ def part_classes(variant: str, category: str) -> tuple[tuple[int, int, int], tup
     """(part classes, extra classes) of the parsing for a dataset variant and garment category."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown garment category {category!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    if category not in variant_categories(variant):
+        raise ValueError(f"the VITON-HD model only takes upper garments, got {category!r}")
     if variant == "vitonhd":
-        if category != "upper":
-            raise ValueError(f"the VITON-HD model only takes upper garments, got {category!r}")
         return (1, 2, 3), (4, 5, 6)
-    if variant == "dresscode":
-        return ((4, 5, 6) if category == "lower" else (1, 2, 3)), (7, 8, 9)
-    raise ValueError(f"unknown variant {variant!r}")
+    return ((4, 5, 6) if category == "lower" else (1, 2, 3)), (7, 8, 9)
 
 
 def garment_label_divisor(variant: str) -> float:

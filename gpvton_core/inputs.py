@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from .conditions import densepose as cdp, garment as cg, masks as cm, pose as cpose
+from .conditions.labels import CATEGORIES
 from .inference import GarmentInputs, PersonInputs
 
-CATEGORIES = cm.CATEGORIES
 
 
 @dataclass

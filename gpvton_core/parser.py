@@ -17,7 +17,7 @@ logits at the input size.
 
 Label schemes (``SCHEMES``; "left" is always the person's left):
 
-* ``gp29`` — GP-VTON's 29 labels (:data:`gpvton_core.conditions.parsing.LABEL_NAMES`).
+* ``gp29`` — GP-VTON's 29 labels (:data:`gpvton_core.conditions.labels.LABEL_NAMES`).
 * ``lip`` — 20 classes in SCHP's LIP order. Class 10 is LIP's "Jumpsuits"; VITON-HD's
   ``image-parse-v3`` (CIHP-style) uses that slot for neck skin, and that is what
   ``parsing.from_lip`` reads it as.
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpvton_core.blocks import conv3x3, scaled
-from gpvton_core.conditions.parsing import LABEL_NAMES
+from gpvton_core.conditions.labels import LABEL_NAMES, NUM_LABELS, Label
 
 #: Channels of the stem and of each stride-2 stage at width 1.0.
 PARSER_CHANNELS = (32, 64, 128, 256, 256)
@@ -50,13 +50,14 @@ ATR_CLASSES = ("Background", "Hat", "Hair", "Sunglasses", "Upper-clothes", "Skir
                "Right-arm", "Bag", "Scarf")
 
 
-SCHEMES: dict[str, int] = {"gp29": 29, "lip": len(LIP_CLASSES), "atr": len(ATR_CLASSES)}
+SCHEMES: dict[str, int] = {"gp29": NUM_LABELS, "lip": len(LIP_CLASSES), "atr": len(ATR_CLASSES)}
 
 #: Left/right class pairs per scheme: what a horizontal flip swaps.
 LR_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
     "lip": ((14, 15), (16, 17), (18, 19)),
     "atr": ((9, 10), (12, 13), (14, 15)),
-    "gp29": ((9, 10), (15, 16), (17, 18), (19, 20), (21, 22), (24, 25), (26, 27)),
+    "gp29": tuple((getattr(Label, "LEFT_" + n), getattr(Label, "RIGHT_" + n))
+                  for n in ("PANTS", "ARM", "LEG", "SHOE", "SLEEVE_UPPER", "SLEEVE_DRESSES", "SLEEVE_COAT")),
 }
 
 #: GP-29 → LIP labels in VITON-HD's convention (10 = neck skin), the inverse of

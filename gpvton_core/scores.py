@@ -44,6 +44,9 @@ from torch import Tensor
 import torch.nn.functional as F
 
 SCORE_NAMES = ("warp_miou", "preserve_ssim", "ssim", "parse_miou")
+# A pair's flag, best to worst: judge() gives the first three, a pair without an image is "error".
+# infra.schema.FLAGS (the score tables' values) must equal this; a test checks it.
+FLAGS = ("ok", "warn", "fail", "error")
 
 
 @dataclass(frozen=True)

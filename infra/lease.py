@@ -104,9 +104,7 @@ class Lease:
         return "s3" if proto in ("s3", "s3a") else "file" if proto == "file" else "other"
 
     def _path(self) -> str:
-        from infra.storage import _strip
-
-        return _strip(self.storage.url(self.key))
+        return self.storage.path(self.key)
 
     def _etag(self) -> Optional[str]:
         from infra.storage import with_retries

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.storage import S3Settings, _strip, filesystem, is_local, with_retries
+from infra.storage import S3Settings, filesystem, is_local, strip_scheme, with_retries
 
 CACHE_ENV = "GPVTON_MODEL_CACHE"
 
@@ -74,7 +74,7 @@ def _download(fs, url: str, name: str) -> tuple[str, str]:
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".part-")
     h = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, fs.open(_strip(url), "rb") as src:
+        with os.fdopen(fd, "wb") as out, fs.open(strip_scheme(url), "rb") as src:
             while block := src.read(1 << 20):
                 h.update(block)
                 out.write(block)
@@ -109,8 +109,8 @@ def fetch_model(url: str, s3: S3Settings | None = None) -> ModelFile:
     else:
         fs = filesystem(url, s3)
         try:
-            fs.invalidate_cache(_strip(url))
-            info = with_retries(lambda: fs.info(_strip(url)), what=f"info {url}")
+            fs.invalidate_cache(strip_scheme(url))
+            info = with_retries(lambda: fs.info(strip_scheme(url)), what=f"info {url}")
         except FileNotFoundError:
             raise FileNotFoundError(f"model file not found: {url}") from None
         key = (url, info.get("size"), str(info.get("ETag") or info.get("mtime") or info.get("LastModified")))

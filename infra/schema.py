@@ -12,6 +12,8 @@ import pyarrow as pa
 SCHEMA_VERSION = 3   # 2: persons carry frame_box / photo size (raw photos framed by preprocess)
                      # 3: persons and garments carry content_key (incremental preprocess)
 
+# infra may not import gpvton_core, so the two vocabularies the tables hold are stated here too;
+# tests/test_vocabulary.py checks them equal to gpvton_core's (conditions.labels, scores).
 CATEGORIES = ("upper", "lower", "dresses")
 
 PERSONS = pa.schema([

@@ -59,7 +59,7 @@ class ShardSet:
         schema = TABLES.get(key.split("/", 1)[0])
 
         def read() -> pa.Table:
-            with self.storage.fs.open(self.storage._path(key), "rb") as fh:
+            with self.storage.fs.open(self.storage.path(key), "rb") as fh:
                 pf = pq.ParquetFile(fh)
                 names = pf.schema_arrow.names
                 return pf.read(columns=None if columns is None else [c for c in columns if c in names])

@@ -127,7 +127,7 @@ def filesystem(url: str, s3: S3Settings | None = None) -> fsspec.AbstractFileSys
     return fsspec.filesystem(proto)
 
 
-def _strip(url: str) -> str:
+def strip_scheme(url: str) -> str:
     """Path as the filesystem object expects it (no scheme for local paths)."""
     if url.startswith("file://"):
         return url[len("file://"):]
@@ -263,30 +263,31 @@ class Storage:
     def url(self, *parts: str) -> str:
         return join(self.root, *parts)
 
-    def _path(self, key: str) -> str:
-        return _strip(self.url(key))
+    def path(self, key: str) -> str:
+        """The key's path as ``self.fs`` takes it (for callers that open files through ``fs``)."""
+        return strip_scheme(self.url(key))
 
     # --- reads -------------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
-        return self._retry(lambda: self.fs.exists(self._fresh(self._path(key))), f"exists {key}")
+        return self._retry(lambda: self.fs.exists(self._fresh(self.path(key))), f"exists {key}")
 
     def read_bytes(self, key: str) -> bytes:
         """One GET on object stores (s3fs would ask for the size first, a HEAD per read); a missing
         key raises FileNotFoundError, so callers read instead of asking ``exists`` first."""
         kw = {"max_concurrency": 1} if protocol(self.root) in ("s3", "s3a") else {}
-        return self._retry(lambda: self.fs.cat_file(self._fresh(self._path(key)), **kw), f"read {key}")
+        return self._retry(lambda: self.fs.cat_file(self._fresh(self.path(key)), **kw), f"read {key}")
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key).decode("utf-8"))
 
     def list(self, prefix: str = "", suffix: str = "") -> list[str]:
         """Keys (relative to the root) under ``prefix`` ending with ``suffix``, sorted."""
-        base = self._path(prefix) if prefix else _strip(self.root)
+        base = self.path(prefix) if prefix else strip_scheme(self.root)
         try:
             found = self._retry(lambda: self.fs.find(self._fresh(base)), f"list {prefix}")
         except FileNotFoundError:
             return []
-        root = _strip(self.root).rstrip("/")
+        root = strip_scheme(self.root).rstrip("/")
         if protocol(self.root) != "file":
             root = root.split("://", 1)[1]
         keys = []
@@ -300,7 +301,7 @@ class Storage:
     # --- writes ------------------------------------------------------------------------------
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write ``data`` atomically under ``key``; returns the full URL."""
-        path = self._path(key)
+        path = self.path(key)
 
         def _write() -> None:
             failpoints.storage_write(key)
@@ -328,7 +329,7 @@ class Storage:
         return self.write_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
+        path = self.path(key)
         if self._retry(lambda: self.fs.exists(path), f"exists {key}"):
             self._retry(lambda: self.fs.rm(path, recursive=True), f"delete {key}")
 

@@ -42,11 +42,12 @@ def shipped_model(folder: Path = DEMO_ASSETS) -> dict[str, Any] | None:
     warp, gen = folder / "warp.safetensors", folder / "generator.safetensors"
     if not (warp.is_file() and gen.is_file()):
         return None
-    from workers.render_actor import load_checkpoint
+    from gpvton_core.checkpoints import build_from_checkpoint
+    from infra.models import fetch_model
 
     try:
-        _, wm = load_checkpoint(str(warp))
-        _, gm = load_checkpoint(str(gen))
+        _, wm = build_from_checkpoint(fetch_model(str(warp)).path)
+        _, gm = build_from_checkpoint(fetch_model(str(gen)).path)
     except Exception as exc:  # noqa: BLE001 - a broken asset must not break the demo
         log.warning("cannot read the shipped demo model in %s: %s", folder, exc)
         return None

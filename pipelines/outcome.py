@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-FLAGS = ("ok", "warn", "fail", "error")
+from infra.schema import FLAGS
 DEFINITIONS = {
     "missing": "planned pairs without a score row (unit lost or not run)",
     "unrendered": "error + missing: pairs without an image (render's exit code: max_unrendered_fraction)",

@@ -25,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 from pipelines.config import StorageURL, StrictModel, UserError, load_config
-from pipelines.outcome import Outcome
+from pipelines.outcome import FLAGS, Outcome
 
 log = logging.getLogger("gpvton.status")
 
@@ -96,7 +96,7 @@ def job_status(cfg: StatusConfig) -> dict[str, Any]:
         "updated": meta.get("updated"), "model_note": meta.get("model_note"),
         "run": {"run_id": (state or {}).get("run_id") or index.get("run_id"),
                 "in_progress": in_progress, "started": (state or {}).get("started"),
-                "counts": {f: run_counts.get(f, 0) for f in ("ok", "warn", "fail", "error")}},
+                "counts": {f: run_counts.get(f, 0) for f in FLAGS}},
         "units": {"planned": len(planned), "done": len(set(done) & set(planned)),
                   "not_done": not_done if in_progress or lost_last_run else [],
                   "failed_last_run": lost_last_run},

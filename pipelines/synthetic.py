@@ -40,32 +40,18 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from gpvton_core.conditions.geometry import polygon_mask
+from gpvton_core.conditions.labels import (CATEGORIES, GARMENT_PARTS, LEFT_ARM_JOINTS, LEFT_FOOT_JOINTS,
+                                           LEFT_LEG_JOINTS, PART_LEFT, PART_MIDDLE, PART_RIGHT, RIGHT_ARM_JOINTS,
+                                           RIGHT_FOOT_JOINTS, RIGHT_LEG_JOINTS, WORN_PART_LABELS, Joint, Label,
+                                           Part)
+
 VERSION = "synthetic-1"
 
-# ---- 29-label person parsing (GPVTON.md §8.1) --------------------------------------------------
-BG, HAT, HAIR, GLOVE, GLASSES, UPPER, DRESS, COAT, SOCKS, LPANTS, RPANTS, NECK, SCARF, SKIRT, FACE, \
-    LARM, RARM, LLEG, RLEG, LSHOE, RSHOE, LSLEEVE, RSLEEVE, BAG, LSLEEVE_D, RSLEEVE_D, LSLEEVE_C, \
-    RSLEEVE_C, BELT = range(29)
-
-# BODY_25 indices
-NOSE, NECK_K, RSHO, RELB, RWRI, LSHO, LELB, LWRI, MIDHIP, RHIP, RKNE, RANK, LHIP, LKNE, LANK, \
-    REYE, LEYE, REAR, LEAR, LBTOE, LSTOE, LHEEL, RBTOE, RSTOE, RHEEL = range(25)
-
-# DensePose part indices (frontal view)
-DP_TORSO, DP_RHAND, DP_LHAND, DP_LFOOT, DP_RFOOT = 2, 3, 4, 5, 6
-DP_RULEG, DP_LULEG, DP_RLLEG, DP_LLLEG = 9, 10, 13, 14
-DP_LUARM, DP_RUARM, DP_LLARM, DP_RLARM, DP_HEAD = 15, 16, 19, 20, 23
-
-# garment part labels (plain-manifest parts map)
-P_LEFT, P_MIDDLE, P_RIGHT = 1, 2, 3
-
+# The labels come from gpvton_core.conditions.labels, the vocabulary the derivation reads, so the
+# catalogue's exact annotations cannot drift from what preprocess and render expect.
 #: person parsing label of each garment part, per category (person side of §8.6/§8.7)
-PERSON_LABELS = {
-    "upper": {P_LEFT: LSLEEVE, P_MIDDLE: UPPER, P_RIGHT: RSLEEVE},
-    "dresses": {P_LEFT: LSLEEVE_D, P_MIDDLE: DRESS, P_RIGHT: RSLEEVE_D},
-    "lower_pants": {P_LEFT: LPANTS, P_MIDDLE: SKIRT, P_RIGHT: RPANTS},
-    "lower_skirt": {P_LEFT: LPANTS, P_MIDDLE: SKIRT, P_RIGHT: RPANTS},
-}
+PERSON_LABELS = {c: dict(zip(GARMENT_PARTS, WORN_PART_LABELS[c])) for c in CATEGORIES}
 
 STYLES = {
     "upper": ("long", "short", "none"),
@@ -92,12 +78,7 @@ def _homography(dst: list[Point], src: list[Point]) -> tuple[float, ...]:
 
 
 def _poly_mask(size: tuple[int, int], polys: list[list[Point]]) -> np.ndarray:
-    h, w = size
-    im = Image.new("L", (w, h), 0)
-    d = ImageDraw.Draw(im)
-    for p in polys:
-        d.polygon([(float(x), float(y)) for x, y in p], fill=1)
-    return np.asarray(im, dtype=np.uint8).astype(bool)
+    return polygon_mask(polys, size[0], size[1], outline=False)
 
 
 def _line_mask(size: tuple[int, int], pts: list[Point], width: float) -> np.ndarray:
@@ -249,14 +230,14 @@ def make_garment(rng: np.random.Generator, garment_id: str, category: str, style
             else:
                 angle = float(rng.uniform(45, 60))
             ql, qr = _sleeve_quads(cx, hw_t, y_t, length, cuff, armhole, angle)
-            pieces.append(Piece("sleeve_l", P_LEFT, ql))
+            pieces.append(Piece("sleeve_l", PART_LEFT, ql))
             shapes.append((len(pieces) - 1, [ql], []))
-            pieces.append(Piece("sleeve_r", P_RIGHT, qr))
+            pieces.append(Piece("sleeve_r", PART_RIGHT, qr))
             shapes.append((len(pieces) - 1, [qr], []))
             params.update(sleeve_length=length / max(ref, 1.0), armhole=armhole / H, cuff=cuff / W, body_h=body_h / H)
         if category == "upper":
             quad = [(cx - hw_t, y_t), (cx + hw_t, y_t), (cx + hw_b, y_b), (cx - hw_b, y_b)]
-            pieces.append(Piece("torso", P_MIDDLE, quad))
+            pieces.append(Piece("torso", PART_MIDDLE, quad))
             shapes.append((len(pieces) - 1, [quad], cuts))
             params.update(length=(y_b - y_t) / H)
         else:
@@ -265,9 +246,9 @@ def make_garment(rng: np.random.Generator, garment_id: str, category: str, style
             hw_h = hw_t * float(rng.uniform(1.1, 1.6))
             bod = [(cx - hw_t, y_t), (cx + hw_t, y_t), (cx + hw_w, y_w), (cx - hw_w, y_w)]
             sk = [(cx - hw_w, y_w), (cx + hw_w, y_w), (cx + hw_h, y_b), (cx - hw_h, y_b)]
-            pieces.append(Piece("bodice", P_MIDDLE, bod))
+            pieces.append(Piece("bodice", PART_MIDDLE, bod))
             shapes.append((len(pieces) - 1, [bod], cuts))
-            pieces.append(Piece("skirt", P_MIDDLE, sk))
+            pieces.append(Piece("skirt", PART_MIDDLE, sk))
             shapes.append((len(pieces) - 1, [sk], []))
             params.update(length=(y_b - y_t) / H, waist=(y_w - y_t) / max(y_b - y_t, 1.0))
     elif category == "lower":
@@ -277,7 +258,7 @@ def make_garment(rng: np.random.Generator, garment_id: str, category: str, style
             y_h = y_w + float(rng.uniform(0.40, 0.75)) * H
             hw_h = hw * float(rng.uniform(1.05, 1.6))
             sk = [(cx - hw, y_w), (cx + hw, y_w), (cx + hw_h, y_h), (cx - hw_h, y_h)]
-            pieces.append(Piece("skirt", P_MIDDLE, sk))
+            pieces.append(Piece("skirt", PART_MIDDLE, sk))
             shapes.append((len(pieces) - 1, [sk], []))
             params.update(length=(y_h - y_w) / H)
         else:
@@ -291,9 +272,9 @@ def make_garment(rng: np.random.Generator, garment_id: str, category: str, style
             qr = [(2 * cx - x, y) for x, y in ql]
             crotch_l = [(cx, y_w), (cx + hw, y_w), (cx + min(out, gap + leg_w), y_h), (cx + gap, y_h), (cx, y_c)]
             crotch_r = [(2 * cx - x, y) for x, y in crotch_l]
-            pieces.append(Piece("leg_l", P_LEFT, ql))
+            pieces.append(Piece("leg_l", PART_LEFT, ql))
             shapes.append((len(pieces) - 1, [crotch_l], []))
-            pieces.append(Piece("leg_r", P_RIGHT, qr))
+            pieces.append(Piece("leg_r", PART_RIGHT, qr))
             shapes.append((len(pieces) - 1, [crotch_r], []))
             params.update(length=(y_h - y_w) / H)
     else:
@@ -335,10 +316,10 @@ def make_skeleton(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     arm_b = math.radians(float(rng.uniform(8, 22)))
     ua, la = 0.19, 0.17                   # upper / lower arm lengths (fraction of H)
     k = np.zeros((25, 3), np.float64)
-    k[NOSE, :2] = P(0, 0.115); k[NECK_K, :2] = P(0, 0.195)
-    k[RSHO, :2] = P(-sh, 0.215); k[LSHO, :2] = P(sh, 0.215)
+    k[Joint.NOSE, :2] = P(0, 0.115); k[Joint.NECK, :2] = P(0, 0.195)
+    k[Joint.R_SHOULDER, :2] = P(-sh, 0.215); k[Joint.L_SHOULDER, :2] = P(sh, 0.215)
     # arms hang down and out (image coords: y down); elbow slightly bent
-    for shi, eli, wri, sign, a in ((RSHO, RELB, RWRI, -1, arm_a), (LSHO, LELB, LWRI, 1, arm_b)):
+    for (shi, eli, wri), sign, a in ((RIGHT_ARM_JOINTS, -1, arm_a), (LEFT_ARM_JOINTS, 1, arm_b)):
         sx, sy = k[shi, :2]
         ex = sx + sign * math.sin(a) * ua * H * s * (H / W) * (W / H)
         ey = sy + math.cos(a) * ua * H * s
@@ -346,13 +327,13 @@ def make_skeleton(rng: np.random.Generator, height: int, width: int) -> np.ndarr
         wx = ex + sign * math.sin(b) * la * H * s
         wy = ey + math.cos(b) * la * H * s
         k[eli, :2] = (ex, ey); k[wri, :2] = (wx, wy)
-    k[MIDHIP, :2] = P(0, 0.52); k[RHIP, :2] = P(-hp, 0.52); k[LHIP, :2] = P(hp, 0.52)
+    k[Joint.MID_HIP, :2] = P(0, 0.52); k[Joint.R_HIP, :2] = P(-hp, 0.52); k[Joint.L_HIP, :2] = P(hp, 0.52)
     lg = float(rng.uniform(-0.01, 0.02))
-    k[RKNE, :2] = P(-hp - lg, 0.72); k[LKNE, :2] = P(hp + lg, 0.72)
-    k[RANK, :2] = P(-hp - 1.5 * lg, 0.91); k[LANK, :2] = P(hp + 1.5 * lg, 0.91)
-    k[REYE, :2] = P(-0.025, 0.10); k[LEYE, :2] = P(0.025, 0.10)
-    k[REAR, :2] = P(-0.055, 0.11); k[LEAR, :2] = P(0.055, 0.11)
-    for ank, big, small, heel, sign in ((LANK, LBTOE, LSTOE, LHEEL, 1), (RANK, RBTOE, RSTOE, RHEEL, -1)):
+    k[Joint.R_KNEE, :2] = P(-hp - lg, 0.72); k[Joint.L_KNEE, :2] = P(hp + lg, 0.72)
+    k[Joint.R_ANKLE, :2] = P(-hp - 1.5 * lg, 0.91); k[Joint.L_ANKLE, :2] = P(hp + 1.5 * lg, 0.91)
+    k[Joint.R_EYE, :2] = P(-0.025, 0.10); k[Joint.L_EYE, :2] = P(0.025, 0.10)
+    k[Joint.R_EAR, :2] = P(-0.055, 0.11); k[Joint.L_EAR, :2] = P(0.055, 0.11)
+    for ank, (big, small, heel), sign in ((Joint.L_ANKLE, LEFT_FOOT_JOINTS, 1), (Joint.R_ANKLE, RIGHT_FOOT_JOINTS, -1)):
         ax, ay = k[ank, :2]
         k[big, :2] = (ax + sign * 0.01 * W, ay + 0.045 * H * s)
         k[small, :2] = (ax + sign * 0.035 * W, ay + 0.04 * H * s)
@@ -377,24 +358,24 @@ class Body:
 
 
 def _body(k: np.ndarray, H: int, W: int, rng: np.random.Generator) -> Body:
-    sc = float(np.linalg.norm(k[LSHO, :2] - k[RSHO, :2]))
+    sc = float(np.linalg.norm(k[Joint.L_SHOULDER, :2] - k[Joint.R_SHOULDER, :2]))
     arm_w = sc * float(rng.uniform(0.17, 0.21))
     leg_w = sc * float(rng.uniform(0.26, 0.32))
-    rs, ls, rh, lh = k[RSHO, :2], k[LSHO, :2], k[RHIP, :2], k[LHIP, :2]
+    rs, ls, rh, lh = k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2], k[Joint.R_HIP, :2], k[Joint.L_HIP, :2]
     torso = [tuple(rs + [0, -0.01 * H]), tuple(ls + [0, -0.01 * H]),
              tuple(lh + [leg_w * 0.45, 0.02 * H]), tuple(rh + [-leg_w * 0.45, 0.02 * H])]
-    nx, ny = k[NOSE, :2]
+    nx, ny = k[Joint.NOSE, :2]
     head = (float(nx), float(ny) - 0.01 * H, 0.075 * sc / 0.34 * 1.0 + 0.0, 0.10 * sc / 0.34)
     return Body(k, arm_w, leg_w, torso, head)  # type: ignore[arg-type]
 
 
 def _arm_polyline(k: np.ndarray, side: str) -> list[Point]:
-    idx = (LSHO, LELB, LWRI) if side == "left" else (RSHO, RELB, RWRI)
+    idx = LEFT_ARM_JOINTS if side == "left" else RIGHT_ARM_JOINTS
     return [tuple(map(float, k[i, :2])) for i in idx]  # type: ignore[misc]
 
 
 def _leg_polyline(k: np.ndarray, side: str) -> list[Point]:
-    idx = (LHIP, LKNE, LANK) if side == "left" else (RHIP, RKNE, RANK)
+    idx = LEFT_LEG_JOINTS if side == "left" else RIGHT_LEG_JOINTS
     return [tuple(map(float, k[i, :2])) for i in idx]  # type: ignore[misc]
 
 
@@ -402,8 +383,8 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
     """Person-space frame of every garment piece (same corner order as the flat frames)."""
     k = b.k
     frames: list[list[Point]] = []
-    rs, ls = k[RSHO, :2].astype(np.float64), k[LSHO, :2].astype(np.float64)
-    rh, lh = k[RHIP, :2].astype(np.float64), k[LHIP, :2].astype(np.float64)
+    rs, ls = k[Joint.R_SHOULDER, :2].astype(np.float64), k[Joint.L_SHOULDER, :2].astype(np.float64)
+    rh, lh = k[Joint.R_HIP, :2].astype(np.float64), k[Joint.L_HIP, :2].astype(np.float64)
     mid = (rh + lh) / 2
     sh_w = float(np.linalg.norm(ls - rs))
     up = np.array([0.0, -0.012 * H])
@@ -412,7 +393,7 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
         if p.name in ("sleeve_l", "sleeve_r"):
             left = p.name == "sleeve_l"
             S = ls if left else rs
-            Wr = (k[LWRI, :2] if left else k[RWRI, :2]).astype(np.float64)
+            Wr = (k[Joint.L_WRIST, :2] if left else k[Joint.R_WRIST, :2]).astype(np.float64)
             u = _unit(Wr - S)
             m = np.array([u[1], -u[0]]) if left else np.array([-u[1], u[0]])  # outward normal
             if m[0] * (1 if left else -1) < 0:
@@ -436,7 +417,7 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
             frames.append([tuple(rs + up + [-out, 0]), tuple(ls + up + [out, 0]),
                            (float(mid[0] + hx), float(y_w)), (float(mid[0] - hx), float(y_w))])
         elif p.name == "skirt":
-            ank_y = float((k[LANK, 1] + k[RANK, 1]) / 2)
+            ank_y = float((k[Joint.L_ANKLE, 1] + k[Joint.R_ANKLE, 1]) / 2)
             if g.category == "dresses":
                 y_w = rs[1] + (mid[1] - rs[1]) * 0.72
                 hx_w = sh_w / 2 * 0.78
@@ -452,7 +433,7 @@ def _person_frames(g: Garment, b: Body, H: int, W: int, tucked: bool) -> list[li
         elif p.name in ("leg_l", "leg_r"):
             left = p.name == "leg_l"
             hip = lh if left else rh
-            ank = (k[LANK, :2] if left else k[RANK, :2]).astype(np.float64)
+            ank = (k[Joint.L_ANKLE, :2] if left else k[Joint.R_ANKLE, :2]).astype(np.float64)
             y_w = float(mid[1] - 0.05 * H - (0.03 * H if tucked else 0.0))
             frac = min(1.0, g.params["length"] / 0.8)
             hem = hip + (ank + [0, 0.015 * H] - hip) * frac
@@ -472,7 +453,7 @@ def _warp_garment(g: Garment, frames: list[list[Point]], H: int, W: int
     part = np.zeros((H, W), np.uint8)
     tex_im = Image.fromarray(np.clip(g.texture_full, 0, 255).astype(np.uint8))
     # middle pieces first, sleeves / legs on top (a sleeve is sewn over the torso edge)
-    order = sorted(range(len(g.pieces)), key=lambda j: g.pieces[j].part != P_MIDDLE)
+    order = sorted(range(len(g.pieces)), key=lambda j: g.pieces[j].part != PART_MIDDLE)
     for i in order:
         p, fr = g.pieces[i], frames[i]
         coeffs = _homography(fr, p.quad)
@@ -531,13 +512,15 @@ def make_person(rng: np.random.Generator, person_id: str, worn: Garment, height:
     if long_hair:
         hair_back |= _poly_mask(size, [[(hx - hrx * 1.25, hy), (hx + hrx * 1.25, hy),
                                          (hx + hrx * 1.4, hy + hry * 2.4), (hx - hrx * 1.4, hy + hry * 2.4)]])
-    _paint(img, parsing, hair_back, HAIR, hair_c)
+    _paint(img, parsing, hair_back, Label.HAIR, hair_c)
 
     # body: legs, feet, torso skin, arms, neck (DensePose follows the body, not the clothes)
     shade = skin * 0.93
     for side, lab, shoe_lab, dpu, dpl, dpf, ank, toe in (
-            ("left", LLEG, LSHOE, DP_LULEG, DP_LLLEG, DP_LFOOT, LANK, LBTOE),
-            ("right", RLEG, RSHOE, DP_RULEG, DP_RLLEG, DP_RFOOT, RANK, RBTOE)):
+            ("left", Label.LEFT_LEG, Label.LEFT_SHOE, Part.LEFT_UPPER_LEG_FRONT, Part.LEFT_LOWER_LEG_FRONT,
+             Part.LEFT_FOOT, Joint.L_ANKLE, Joint.L_BIG_TOE),
+            ("right", Label.RIGHT_LEG, Label.RIGHT_SHOE, Part.RIGHT_UPPER_LEG_FRONT, Part.RIGHT_LOWER_LEG_FRONT,
+             Part.RIGHT_FOOT, Joint.R_ANKLE, Joint.R_BIG_TOE)):
         pl = _leg_polyline(k, side)
         upper = _line_mask(size, pl[:2], body.leg_w)
         lower = _line_mask(size, pl[1:], body.leg_w * 0.8)
@@ -552,25 +535,28 @@ def make_person(rng: np.random.Generator, person_id: str, worn: Garment, height:
         else:
             rshoe = body_shoe
     torso_m = _poly_mask(size, [body.torso])
-    _paint(img, parsing, torso_m, NECK, skin)
-    dp[torso_m] = DP_TORSO
+    _paint(img, parsing, torso_m, Label.NECK, skin)
+    dp[torso_m] = Part.TORSO_FRONT
     arms = {}
-    for side, lab, dpu, dpl, dph, wri in (("left", LARM, DP_LUARM, DP_LLARM, DP_LHAND, LWRI),
-                                          ("right", RARM, DP_RUARM, DP_RLARM, DP_RHAND, RWRI)):
+    for side, lab, dpu, dpl, dph, (_, elb, wri) in (
+            ("left", Label.LEFT_ARM, Part.LEFT_UPPER_ARM_INNER, Part.LEFT_LOWER_ARM_INNER, Part.LEFT_HAND,
+             LEFT_ARM_JOINTS),
+            ("right", Label.RIGHT_ARM, Part.RIGHT_UPPER_ARM_INNER, Part.RIGHT_LOWER_ARM_INNER, Part.RIGHT_HAND,
+             RIGHT_ARM_JOINTS)):
         pl = _arm_polyline(k, side)
         ua = _line_mask(size, pl[:2], body.arm_w)
         la = _line_mask(size, pl[1:], body.arm_w * 0.85)
         wx, wy = k[wri, :2]
-        d = _unit(k[wri, :2].astype(np.float64) - k[wri - 1, :2].astype(np.float64))
+        d = _unit(k[wri, :2].astype(np.float64) - k[elb, :2].astype(np.float64))
         hand = _ellipse_mask(size, wx + d[0] * body.arm_w * 0.6, wy + d[1] * body.arm_w * 0.6,
                              body.arm_w * 0.55, body.arm_w * 0.7)
         arms[side] = (ua | la | hand, lab)
         dp[la] = dpl; dp[ua] = dpu; dp[hand] = dph
-    nx, ny = k[NECK_K, :2]
+    nx, ny = k[Joint.NECK, :2]
     neck = _poly_mask(size, [[(hx - hrx * 0.45, hy + hry * 0.6), (hx + hrx * 0.45, hy + hry * 0.6),
                               (nx + hrx * 0.55, ny + 0.02 * H), (nx - hrx * 0.55, ny + 0.02 * H)]])
-    _paint(img, parsing, neck, NECK, shade)
-    dp[neck] = DP_TORSO
+    _paint(img, parsing, neck, Label.NECK, shade)
+    dp[neck] = Part.TORSO_FRONT
     for side in ("right", "left"):
         m, lab = arms[side]
         _paint(img, parsing, m, lab, skin)
@@ -581,16 +567,14 @@ def make_person(rng: np.random.Generator, person_id: str, worn: Garment, height:
     if worn.category == "upper":
         tucked = bool(rng.random() < 0.4)
         comp = _companion(rng, "lower", str(rng.choice(["trousers", "skirt"])), H, W)
-        key = "lower_skirt" if comp.style == "skirt" else "lower_pants"
-        layers = [(worn, PERSON_LABELS["upper"]), (comp, PERSON_LABELS[key])]
+        layers = [(worn, PERSON_LABELS["upper"]), (comp, PERSON_LABELS["lower"])]
         if not tucked:
             layers.reverse()
         categories = ["upper", "lower"]
     elif worn.category == "lower":
         tucked = bool(rng.random() < 0.5)
         comp = _companion(rng, "upper", str(rng.choice(["short", "long", "none"])), H, W)
-        key = "lower_skirt" if worn.style == "skirt" else "lower_pants"
-        layers = [(comp, PERSON_LABELS["upper"]), (worn, PERSON_LABELS[key])]
+        layers = [(comp, PERSON_LABELS["upper"]), (worn, PERSON_LABELS["lower"])]
         if not tucked:
             layers.reverse()
         categories = ["lower", "upper"]
@@ -610,9 +594,9 @@ def make_person(rng: np.random.Generator, person_id: str, worn: Garment, height:
 
     # head: face (with eyes and mouth), hair on top, long hair over the shoulders
     face = _ellipse_mask(size, hx, hy, hrx, hry)
-    _paint(img, parsing, face, FACE, skin)
-    dp[face] = DP_HEAD
-    for ei in (LEYE, REYE):
+    _paint(img, parsing, face, Label.FACE, skin)
+    dp[face] = Part.HEAD_RIGHT
+    for ei in (Joint.L_EYE, Joint.R_EYE):
         ex, ey = k[ei, :2]
         if ex > 0:
             img[_ellipse_mask(size, ex, ey, max(1.0, 0.012 * W), max(1.0, 0.006 * H))] = (40, 30, 30)
@@ -620,12 +604,12 @@ def make_person(rng: np.random.Generator, person_id: str, worn: Garment, height:
     fringe = _ellipse_mask(size, hx, hy - hry * 0.75, hrx * 1.08, hry * 0.45) & ~_ellipse_mask(
         size, hx, hy + hry * 0.1, hrx * 0.95, hry * 0.8)
     fringe |= _ellipse_mask(size, hx, hy - hry * 0.95, hrx * 0.9, hry * 0.3)
-    _paint(img, parsing, fringe, HAIR, hair_c)
+    _paint(img, parsing, fringe, Label.HAIR, hair_c)
     if long_hair:
         for sgn in (-1, 1):
             strand = _poly_mask(size, [[(hx + sgn * hrx * 0.8, hy - hry * 0.3), (hx + sgn * hrx * 1.3, hy - hry * 0.3),
                                         (hx + sgn * hrx * 1.6, hy + hry * 2.6), (hx + sgn * hrx * 0.95, hy + hry * 2.4)]])
-            _paint(img, parsing, strand, HAIR, hair_c)
+            _paint(img, parsing, strand, Label.HAIR, hair_c)
 
     # soft global lighting + sensor noise on the photo only
     xx = np.linspace(-1, 1, W, dtype=np.float32)[None, :, None]
@@ -666,7 +650,7 @@ def make_catalogue(out_dir: str | Path, n_garments: int = 12, n_persons: int = 1
     H, W = int(height), int(width)
 
     # categories cycle so that every kind appears: upper long/short/none, lower ×3, dresses ×3
-    kinds = [(c, s) for c in ("upper", "lower", "dresses") for s in STYLES[c]]
+    kinds = [(c, s) for c in CATEGORIES for s in STYLES[c]]
     order = [kinds[i] for i in rng.permutation(len(kinds))]
     garments: list[Garment] = []
     files_g: list[str] = []

@@ -50,6 +50,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
+from gpvton_core.conditions.labels import Category, Variant
 from pipelines.config import ConfigError, S3Config, StorageURL, StrictModel, load_config, resolved
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ class TrainConfig(StrictModel):
     stage: Literal["warp", "generator", "parser"] = "warp"
     shards: StorageURL = Field(..., description="condition shards URL (gpvton preprocess output)")
     output: StorageURL = Field(..., description="run URL (local folder or s3://bucket/prefix)")
-    variant: Literal["vitonhd", "dresscode"] = "vitonhd"
-    categories: Optional[list[Literal["upper", "lower", "dresses"]]] = None
+    variant: Variant = "vitonhd"
+    categories: Optional[list[Category]] = None
     labels: Literal["gp29", "lip"] = Field("gp29", description="parser: the label scheme it predicts")
     resolution: str = Field("512x384", description="HxW, multiples of 32 (256x192 for small runs)")
     width: float = Field(1.0, gt=0, le=1, description="network width (1.0 = official channel counts)")
@@ -165,10 +166,10 @@ def _s3(cfg: TrainConfig):
 
 
 def _exists(url: str, cfg: TrainConfig) -> bool:
-    from infra.storage import _strip, filesystem
+    from infra.storage import filesystem, strip_scheme
 
     try:
-        return bool(filesystem(url, _s3(cfg)).isfile(_strip(url)))
+        return bool(filesystem(url, _s3(cfg)).isfile(strip_scheme(url)))
     except (OSError, ValueError):
         return False
 

@@ -45,6 +45,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from gpvton_core.conditions.labels import variant_categories
+
 log = logging.getLogger(__name__)
 
 LOG_FIELDS_WARP = ("l1", "vgg", "mask", "smooth2", "full_l1", "full_mask", "attention", "parsing",
@@ -103,9 +105,7 @@ def list_pairs(shards: str, variant: str, s3: Optional[dict] = None,
     if persons is None or garments is None:
         raise ValueError(f"{shards}: no persons or no garments in the shards")
     grows = {r["garment_id"]: r for r in garments.to_pylist()}
-    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
-    if variant == "vitonhd":
-        cats &= {"upper"}
+    cats = set(categories or variant_categories(variant)) & set(variant_categories(variant))
     pairs = []
     for r in persons.to_pylist():
         gid = r.get("worn_garment_id")
@@ -164,9 +164,7 @@ def count_examples(shards: str, stage: str, variant: str = "vitonhd", s3: Option
     if stage == "parser":
         return persons.num_rows
     garments = _read_table(st, "garments", ["garment_id", "category"])
-    cats = set(categories or (["upper"] if variant == "vitonhd" else ["upper", "lower", "dresses"]))
-    if variant == "vitonhd":
-        cats &= {"upper"}
+    cats = set(categories or variant_categories(variant)) & set(variant_categories(variant))
     gcat = dict(zip(garments.column("garment_id").to_pylist(), garments.column("category").to_pylist())) \
         if garments is not None else {}
     n = sum(1 for g in persons.column("worn_garment_id").to_pylist() if g and gcat.get(g) in cats)
@@ -366,8 +364,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{c['shards']}: no training pairs (persons with a worn_garment_id"
                          f"{' and an upper garment' if variant == 'vitonhd' else ''})")
     n = len(pairs)
-    gb = bs * world
-    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    global_batch = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / global_batch)))
     cache: dict[int, dict] = {}
 
     def sample(i: int) -> dict:
@@ -455,7 +453,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if opt_d is not None:
             for g in opt_d.param_groups:
                 g["lr"] = float(c["lr_d"]) * f
-        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        idx = batch_indices(n, step, spe, global_batch, seed)[rank * bs:(rank + 1) * bs]
         b = collate([sample(i) for i in idx])
         rng = np.random.default_rng([seed, step, rank])
         row: dict[str, Any] = {"step": step + 1, "epoch": epoch, "lr": float(c["lr"]) * f}
@@ -599,8 +597,8 @@ def parser_loop(c: dict[str, Any]) -> dict[str, Any]:
     if not persons:
         raise ValueError(f"{c['shards']}: no persons to train a parser on")
     n = len(persons)
-    gb = bs * world
-    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / gb)))
+    global_batch = bs * world
+    spe = int(c.get("steps_per_epoch") or max(1, math.ceil(n / global_batch)))
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def sample(i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -650,7 +648,7 @@ def parser_loop(c: dict[str, Any]) -> dict[str, Any]:
         f = lr_factor(epoch, int(c.get("niter", 10 ** 9)), int(c.get("niter_decay", 0)))
         for g in opt.param_groups:
             g["lr"] = float(c["lr"]) * f
-        idx = batch_indices(n, step, spe, gb, seed)[rank * bs:(rank + 1) * bs]
+        idx = batch_indices(n, step, spe, global_batch, seed)[rank * bs:(rank + 1) * bs]
         rng = np.random.default_rng([seed, step, rank])
         imgs, labs = [], []
         for i in idx:

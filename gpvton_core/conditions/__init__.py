@@ -1,6 +1,8 @@
 """Condition derivation for GP-VTON: pure functions (NumPy/PyTorch/Pillow, no file I/O).
 
 Modules:
+  labels     the vocabulary: BODY_25 joints, GP-29 labels, DensePose parts, garment parts, categories
+  geometry   keypoint presence, distances to segments / chains / polygons, polygon masks
   pose       BODY_25 keypoints (OpenPose JSON, Dress Code COCO-18), scaling, 25-channel pose map
   pose_mapping  BlazePose-33 / COCO-17 → BODY_25 (table + fitted calibration), PCK@α·H scoring
   densepose  part-index one-hot, colour-rendering inversion

@@ -1,19 +1,14 @@
 """DensePose part-index maps (spec §8.4): from a colour rendering, or approximated from a person
 mask and the skeleton.
 
-Part numbering (official DensePose; checked on the Dress Code grey maps against the COCO skeleton,
-"left"/"right" are the person's): 1/2 torso back/front, 3 right hand, 4 left hand, 5 left foot,
-6 right foot, 7/9 right upper leg back/front, 8/10 left upper leg back/front, 11/13 right lower leg
-back/front, 12/14 left lower leg back/front, 15/17 left upper arm, 16/18 right upper arm, 19/21 left
-lower arm, 20/22 right lower arm, 23 head right, 24 head left. For a person facing the camera the
-arms' 15/16/19/20 lie on the side towards the torso and 17/18/21/22 on the outer side.
+Part numbering: :class:`gpvton_core.conditions.labels.Part` (official DensePose, checked on the
+Dress Code grey maps against the COCO skeleton; "left"/"right" are the person's).
 
 **The colour rendering** (VITON-HD ships DensePose only this way; the Dress Code samples ship it
 beside the grey map) is DensePose's fine-segmentation visualiser: ``applyColorMap(uint8(I·255/24),
 COLORMAP_PARULA)`` on black, saved as JPEG quality 95 with 4:2:0 chroma subsampling.
 :data:`RENDER_PALETTE` is that colormap at the 25 indices; every flat colour of the sample
-renderings is one of its entries, so all 24 parts have distinct colours. (An earlier palette
-measured as per-part medians took 7, 8 and 9 for one colour: see below why medians mislead.)
+renderings is one of its entries, so all 24 parts have distinct colours.
 Parula's luma rises strictly with the index, so the full-resolution Y channel separates the parts
 and the half-resolution chroma only breaks ties. The inversion (:func:`index_from_rendering`):
 
@@ -26,31 +21,18 @@ and the half-resolution chroma only breaks ties. The inversion (:func:`index_fro
 3. with ``keypoints``, a hand or foot region whose opposite-side wrist/ankle is more than twice
    nearer than its own gets the mirror label (the rendering's model swaps them when limbs cross).
 
-Measured on the six Dress Code pairs (``bench/eval_densepose.py``), share of body pixels
-(reference index > 0) in agreement, per item 020714 / 020715 / 013563 / 013564 / 000000 / 000001,
-at 512×384 as derive.py computes it (rendering ``resize_rgb`` bicubic crop, reference nearest):
-with keypoints 73.4 / 92.6 / 90.6 / 92.2 / 94.4 / 93.7 %, mean 89.5 %; without 70.3 / 92.6 /
-89.5 / 92.5 / 94.4 / 93.0, mean 88.7 %; the previous medians palette + 5×5 majority 69.3 / 91.8 /
-88.2 / 90.6 / 92.8 / 91.5, mean 87.3 %. Native 768×1024 with keypoints: mean 89.5 %.
-**97 % is out of reach on these pairs, for a reason in the data**: the rendering does not show the
-grey map but another DensePose prediction of the same photo. Their silhouettes differ by 3–7 % of
-the body (1.2–3 % of the reference body is black in the rendering), whole regions disagree
-(020714: the torso/leg boundary, the feet swapped), and an oracle that gives every connected
-colour region its most frequent reference label reaches only 78.0 / 92.8 / 90.9 / 93.8 / 94.5 /
-94.6 % (mean 90.7 %). The inversion itself, applied to a rendering made *from the reference*
-(palette, JPEG q95 4:2:0, the pipeline's resize), agrees on 97.8–98.9 % (mean 98.5 %) at 512×384 —
-the misses are the 1-pixel boundary ring, where nearest and bicubic resampling pick different
-sides — and on 99.7 % at the native size.
+The inversion is exact up to the 1-pixel boundary ring on a rendering of a known map; on the
+Dress Code samples it agrees with the shipped grey maps on about 90 % of the body, because the
+rendering is another DensePose prediction than the grey map (measurements in
+``bench/notes/parsing_densepose.md``; rerun ``python bench/eval_densepose.py``).
 
 **The approximation** (:func:`approximate_from_mask`, for bare photos): each pixel of the person
 mask takes the part of the nearest body segment of the BODY_25 skeleton (torso quadrilateral,
 head, upper/lower arms, hands, upper/lower legs, feet), front or back parts from
 :func:`facing`, inner/outer arm parts from the side of the bone, head right/left from the side of
 the neck→nose axis. A 29-label parsing, when given, confines face, arms, legs and shoes to their
-own (sided) segments. On the Dress Code items at 512×384 with the reference foreground as the mask:
-69.7 / 83.5 / 83.0 / 85.8 / 90.0 / 84.9 %, mean 82.8 % (with the parsing 83.9 %); with MediaPipe's
-selfie mask of the photo 81.0 % (it covers 97.6 % of the body), BlazePose's mask 82.1 %. Back views
-are untested: every sample faces the camera.
+own (sided) segments. About 83 % of the body agrees with the Dress Code grey maps
+(``bench/notes/parsing_densepose.md``). Back views are untested: every sample faces the camera.
 """
 
 from __future__ import annotations
@@ -59,7 +41,9 @@ from typing import Literal
 
 import numpy as np
 
-NUM_PARTS = 25  # 0 = background, 1..24 = DensePose surface parts
+from gpvton_core.conditions.geometry import joint_scored, polygon_distance, segment_offset
+from gpvton_core.conditions.labels import (LEFT_FOOT_JOINTS, NUM_PARTS, RIGHT_FOOT_JOINTS, Joint, Label,
+                                           Part)
 
 # OpenCV COLORMAP_PARULA at uint8(i·255/24), RGB; index 0 = background, black.
 RENDER_PALETTE = np.array([
@@ -72,12 +56,6 @@ RENDER_PALETTE = np.array([
 # Left ↔ right counterpart of every part (torso and background map to themselves).
 MIRROR = np.array([0, 1, 2, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22,
                    21, 24, 23], dtype=np.uint8)
-
-# BODY_25 indices.
-_NOSE, _NECK, _RSH, _REL, _RWR, _LSH, _LEL, _LWR = range(8)
-_MIDHIP, _RHIP, _RKNEE, _RANK, _LHIP, _LKNEE, _LANK = range(8, 15)
-_REYE, _LEYE, _REAR, _LEAR = 15, 16, 17, 18
-_LFOOT_PTS, _RFOOT_PTS = (19, 20, 21), (22, 23, 24)     # big toe, small toe, heel
 
 Facing = Literal["front", "back", "side"]
 
@@ -211,7 +189,9 @@ def index_from_rendering(rgb: np.ndarray, *, keypoints: np.ndarray | None = None
 
 
 # Hands and feet with the keypoints of their own side (BODY_25), for the side check.
-_END_POINTS = {3: (_RWR,), 4: (_LWR,), 6: (_RANK,) + _RFOOT_PTS, 5: (_LANK,) + _LFOOT_PTS}
+_END_POINTS = {Part.RIGHT_HAND: (Joint.R_WRIST,), Part.LEFT_HAND: (Joint.L_WRIST,),
+               Part.RIGHT_FOOT: (Joint.R_ANKLE,) + RIGHT_FOOT_JOINTS,
+               Part.LEFT_FOOT: (Joint.L_ANKLE,) + LEFT_FOOT_JOINTS}
 _SIDE_RATIO = 0.5
 
 
@@ -317,26 +297,22 @@ _ARM_SPLIT = {"upper_arm": 0.05, "lower_arm": 0.0}   # inner/outer split, × sho
 _ARM_HANG, _LEG_HANG = 0.6, 0.9
 
 
-def _present(k: np.ndarray, i: int) -> bool:
-    return i < len(k) and bool(k[i, 2] > 0)
-
-
 def _hips(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(right hip, left hip); one missing hip is mirrored through MidHip."""
-    r, l, mid = _present(k, _RHIP), _present(k, _LHIP), _present(k, _MIDHIP)
+    r, l, mid = joint_scored(k, Joint.R_HIP), joint_scored(k, Joint.L_HIP), joint_scored(k, Joint.MID_HIP)
     if r and l:
-        return k[_RHIP, :2], k[_LHIP, :2]
+        return k[Joint.R_HIP, :2], k[Joint.L_HIP, :2]
     if r and mid:
-        return k[_RHIP, :2], 2 * k[_MIDHIP, :2] - k[_RHIP, :2]
+        return k[Joint.R_HIP, :2], 2 * k[Joint.MID_HIP, :2] - k[Joint.R_HIP, :2]
     if l and mid:
-        return 2 * k[_MIDHIP, :2] - k[_LHIP, :2], k[_LHIP, :2]
+        return 2 * k[Joint.MID_HIP, :2] - k[Joint.L_HIP, :2], k[Joint.L_HIP, :2]
     raise DensePoseError("DensePose approximation needs the hips (both, or one and MidHip)")
 
 
 def _shoulders(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not (_present(k, _RSH) and _present(k, _LSH)):
+    if not (joint_scored(k, Joint.R_SHOULDER) and joint_scored(k, Joint.L_SHOULDER)):
         raise DensePoseError("DensePose approximation needs both shoulders")
-    return k[_RSH, :2], k[_LSH, :2]
+    return k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2]
 
 
 def facing(keypoints: np.ndarray) -> Facing:
@@ -347,10 +323,10 @@ def facing(keypoints: np.ndarray) -> Facing:
     centre → hip centre; without it no "side" is told) means the person is seen from the "side".
     """
     k = np.asarray(keypoints, np.float32).reshape(-1, 3)
-    if _present(k, _RSH) and _present(k, _LSH):
-        r, l = k[_RSH, :2], k[_LSH, :2]
-    elif _present(k, _RHIP) and _present(k, _LHIP):
-        r, l = k[_RHIP, :2], k[_LHIP, :2]
+    if joint_scored(k, Joint.R_SHOULDER) and joint_scored(k, Joint.L_SHOULDER):
+        r, l = k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2]
+    elif joint_scored(k, Joint.R_HIP) and joint_scored(k, Joint.L_HIP):
+        r, l = k[Joint.R_HIP, :2], k[Joint.L_HIP, :2]
     else:
         raise DensePoseError("facing needs both shoulders or both hips")
     dx = float(l[0] - r[0])
@@ -365,36 +341,13 @@ def facing(keypoints: np.ndarray) -> Facing:
     return "front" if dx > 0 else "back"
 
 
-def _seg_dist(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance of pixels to segment a→b and the offset vector from the nearest point (x, y)."""
-    d = b - a
-    n2 = float(d @ d)
-    t = np.zeros_like(px) if n2 < 1e-6 else np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / n2, 0, 1)
-    ox, oy = px - (a[0] + t * d[0]), py - (a[1] + t * d[1])
-    return np.sqrt(ox * ox + oy * oy), np.stack([ox, oy], -1)
-
-
-def _poly_dist(px: np.ndarray, py: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Distance to a convex-or-not polygon (0 inside, even-odd rule)."""
-    inside = np.zeros(px.shape, bool)
-    dist = np.full(px.shape, np.inf, np.float32)
-    n = len(poly)
-    for i in range(n):
-        a, b = poly[i], poly[(i + 1) % n]
-        dist = np.minimum(dist, _seg_dist(px, py, a, b)[0])
-        if a[1] != b[1]:
-            cross = ((a[1] > py) != (b[1] > py)) & (px < a[0] + (py - a[1]) * (b[0] - a[0]) / (b[1] - a[1]))
-            inside ^= cross
-    return np.where(inside, 0.0, dist).astype(np.float32)
-
-
 def _limb(k: np.ndarray, root: np.ndarray, mid: int, end: int, ratio: float,
           hang: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Middle and end joint of a limb, filling missing ones: a missing middle joint is halfway to
     the end joint; a missing end joint continues the first bone (``ratio`` × its length); with
     both missing (the limb is cropped off or hidden) the limb hangs straight: root + ``hang``, + 2×."""
-    m = k[mid, :2] if _present(k, mid) else None
-    e = k[end, :2] if _present(k, end) else None
+    m = k[mid, :2] if joint_scored(k, mid) else None
+    e = k[end, :2] if joint_scored(k, end) else None
     if m is None and e is not None:
         m = (root + e) / 2
     if m is not None and e is None:
@@ -405,11 +358,13 @@ def _limb(k: np.ndarray, root: np.ndarray, mid: int, end: int, ratio: float,
 
 
 # Sided parsing labels (29-label GP parsing) → the segment groups they may belong to.
-_P_FACE = 14
-_P_ARM = {15: "L", 16: "R", 21: "L", 22: "R", 24: "L", 25: "R", 26: "L", 27: "R"}
-_P_LEG = {17: "L", 18: "R"}
-_P_PANTS = {9: "L", 10: "R"}
-_P_SHOE = {19: "L", 20: "R"}
+_P_FACE = Label.FACE
+_P_ARM = {Label.LEFT_ARM: "L", Label.RIGHT_ARM: "R", Label.LEFT_SLEEVE_UPPER: "L", Label.RIGHT_SLEEVE_UPPER: "R",
+          Label.LEFT_SLEEVE_DRESSES: "L", Label.RIGHT_SLEEVE_DRESSES: "R", Label.LEFT_SLEEVE_COAT: "L",
+          Label.RIGHT_SLEEVE_COAT: "R"}
+_P_LEG = {Label.LEFT_LEG: "L", Label.RIGHT_LEG: "R"}
+_P_PANTS = {Label.LEFT_PANTS: "L", Label.RIGHT_PANTS: "R"}
+_P_SHOE = {Label.LEFT_SHOE: "L", Label.RIGHT_SHOE: "R"}
 
 
 def approximate_from_mask(person_mask: np.ndarray, keypoints: np.ndarray, *,
@@ -447,30 +402,31 @@ def approximate_from_mask(person_mask: np.ndarray, keypoints: np.ndarray, *,
     torso = np.stack([rsh, lsh, lhip, rhip])
     width = float(np.linalg.norm(lsh - rsh))
     centre = torso.mean(0)
-    neck = k[_NECK, :2] if _present(k, _NECK) else (rsh + lsh) / 2
-    face_pts = [k[i, :2] for i in (_NOSE, _REYE, _LEYE, _REAR, _LEAR) if _present(k, i)]
+    neck = k[Joint.NECK, :2] if joint_scored(k, Joint.NECK) else (rsh + lsh) / 2
+    face_pts = [k[i, :2] for i in (Joint.NOSE, Joint.R_EYE, Joint.L_EYE, Joint.R_EAR, Joint.L_EAR)
+                if joint_scored(k, i)]
     head = np.mean(face_pts, 0) if face_pts else neck - 0.35 * down
     right_dir = rsh - lsh                       # towards the person's right, in the image
 
     # (name, a, b): the name (kind + side R/L) decides the part and the parsing constraints.
     segs: list[tuple[str, np.ndarray, np.ndarray]] = [("head", neck + 0.3 * (head - neck), head)]
     for side, sh, el, wr, hip, kn, an, foot in (
-            ("R", rsh, _REL, _RWR, rhip, _RKNEE, _RANK, _RFOOT_PTS),
-            ("L", lsh, _LEL, _LWR, lhip, _LKNEE, _LANK, _LFOOT_PTS)):
+            ("R", rsh, Joint.R_ELBOW, Joint.R_WRIST, rhip, Joint.R_KNEE, Joint.R_ANKLE, RIGHT_FOOT_JOINTS),
+            ("L", lsh, Joint.L_ELBOW, Joint.L_WRIST, lhip, Joint.L_KNEE, Joint.L_ANKLE, LEFT_FOOT_JOINTS)):
         e, w = _limb(k, sh, el, wr, 0.9, _ARM_HANG * down)
         segs += [("upper_arm" + side, sh, e), ("lower_arm" + side, e, w),
                  ("hand" + side, w + 0.25 * (w - e), w + 0.6 * (w - e))]
         kn_, an_ = _limb(k, hip, kn, an, 1.0, _LEG_HANG * down)
-        toes = [k[i, :2] for i in foot if _present(k, i)]
+        toes = [k[i, :2] for i in foot if joint_scored(k, i)]
         f0, f1 = (an_ + 0.1 * (an_ - kn_), an_ + 0.3 * (an_ - kn_)) if not toes else \
             (an_ + 0.3 * (np.mean(toes, 0) - an_), np.mean(toes, 0))
         segs += [("upper_leg" + side, hip, kn_), ("lower_leg" + side, kn_, an_), ("foot" + side, f0, f1)]
 
     names = ["torso"] + [s[0] for s in segs]
-    dists = [_poly_dist(px, py, torso)]
+    dists = [polygon_distance(px, py, torso)]
     offs = [None]
     for _name, a, b in segs:
-        d, o = _seg_dist(px, py, a, b)
+        d, o = segment_offset(px, py, a, b)
         dists.append(d)
         offs.append(o)
     D = np.stack(dists, 0)
@@ -484,10 +440,10 @@ def approximate_from_mask(person_mask: np.ndarray, keypoints: np.ndarray, *,
         if not sel.any():
             continue
         if name == "torso":
-            part[sel] = 1 if back else 2
+            part[sel] = Part.TORSO_BACK if back else Part.TORSO_FRONT
         elif name == "head":
             to_right = (px[sel] - neck[0]) * right_dir[0] + (py[sel] - neck[1]) * right_dir[1]
-            part[sel] = np.where(to_right > 0, 23, 24)
+            part[sel] = np.where(to_right > 0, Part.HEAD_RIGHT, Part.HEAD_LEFT)
         else:
             kind, side = name[:-1], name[-1]
             right = side == "R"
@@ -496,20 +452,24 @@ def approximate_from_mask(person_mask: np.ndarray, keypoints: np.ndarray, *,
                 away = (a + b) / 2 - centre
                 split = _ARM_SPLIT[kind] * width
                 outer = (offs[si][sel] @ (away / max(float(np.linalg.norm(away)), 1e-6))) > split
-                inner_part = {("upper_arm", True): 16, ("upper_arm", False): 15,
-                              ("lower_arm", True): 20, ("lower_arm", False): 19}[(kind, right)]
-                outer_part = inner_part + 2
+                inner_part, outer_part = {
+                    ("upper_arm", True): (Part.RIGHT_UPPER_ARM_INNER, Part.RIGHT_UPPER_ARM_OUTER),
+                    ("upper_arm", False): (Part.LEFT_UPPER_ARM_INNER, Part.LEFT_UPPER_ARM_OUTER),
+                    ("lower_arm", True): (Part.RIGHT_LOWER_ARM_INNER, Part.RIGHT_LOWER_ARM_OUTER),
+                    ("lower_arm", False): (Part.LEFT_LOWER_ARM_INNER, Part.LEFT_LOWER_ARM_OUTER)}[(kind, right)]
                 if back:        # seen from behind, the surface on the outer side is the other one
                     inner_part, outer_part = outer_part, inner_part
                 part[sel] = np.where(outer, outer_part, inner_part)
             elif kind == "hand":
-                part[sel] = 3 if right else 4
+                part[sel] = Part.RIGHT_HAND if right else Part.LEFT_HAND
             elif kind == "foot":
-                part[sel] = 6 if right else 5
+                part[sel] = Part.RIGHT_FOOT if right else Part.LEFT_FOOT
             elif kind == "upper_leg":
-                part[sel] = (7 if right else 8) if back else (9 if right else 10)
+                part[sel] = ((Part.RIGHT_UPPER_LEG_BACK if right else Part.LEFT_UPPER_LEG_BACK) if back
+                             else (Part.RIGHT_UPPER_LEG_FRONT if right else Part.LEFT_UPPER_LEG_FRONT))
             elif kind == "lower_leg":
-                part[sel] = (11 if right else 12) if back else (13 if right else 14)
+                part[sel] = ((Part.RIGHT_LOWER_LEG_BACK if right else Part.LEFT_LOWER_LEG_BACK) if back
+                             else (Part.RIGHT_LOWER_LEG_FRONT if right else Part.LEFT_LOWER_LEG_FRONT))
     out[ys, xs] = part
     return out
 

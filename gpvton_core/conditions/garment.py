@@ -23,11 +23,9 @@ is on the **image right** (spec §2). The category decides the official labels (
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-Category = Literal["upper", "lower", "dresses"]
+from gpvton_core.conditions.labels import CATEGORIES, PART_LEFT, PART_MIDDLE, PART_RIGHT, Category
 
 WHITE_THRESHOLD = 240          # min channel value of "white" background
 WHITE_MAX_SPREAD = 18          # max − min channel spread of "white" background (low saturation)
@@ -180,7 +178,7 @@ def _torso_parts(mask: np.ndarray, category: Category) -> np.ndarray:
     rows = np.arange(y0 + int(band[0] * h), y0 + max(int(band[1] * h), int(band[0] * h) + 1))
     s, e = _central_runs(mask, rows, cx)
     ok = s >= 0
-    parts = np.where(mask, 2, 0).astype(np.uint8)
+    parts = np.where(mask, PART_MIDDLE, 0).astype(np.uint8)
     if not ok.any():
         return parts
     rows, s, e = rows[ok], s[ok], e[ok]
@@ -213,9 +211,9 @@ def _torso_parts(mask: np.ndarray, category: Category) -> np.ndarray:
     right = mask & (cols < xl - tol) & row_ok
     area = mask.sum()
     if left.sum() >= SLEEVE_MIN_FRACTION * area:
-        parts[left] = 1
+        parts[left] = PART_LEFT
     if right.sum() >= SLEEVE_MIN_FRACTION * area:
-        parts[right] = 3
+        parts[right] = PART_RIGHT
     return parts
 
 
@@ -225,7 +223,7 @@ def _leg_parts(mask: np.ndarray) -> np.ndarray:
     y0, y1 = int(ys.min()), int(ys.max())
     h = y1 - y0 + 1
     cx = int(round(np.median(xs)))
-    parts = np.where(mask, 2, 0).astype(np.uint8)
+    parts = np.where(mask, PART_MIDDLE, 0).astype(np.uint8)
     left_any = np.cumsum(mask, axis=1) > 0
     right_any = np.cumsum(mask[:, ::-1], axis=1)[:, ::-1] > 0
     gap = ~mask & left_any & right_any
@@ -253,15 +251,15 @@ def _leg_parts(mask: np.ndarray) -> np.ndarray:
             g = cols[gap[y]]
             split_prev = float(g[np.argmin(np.abs(g - split_prev))])
         row = mask[y]
-        parts[y, row & (cols > split_prev)] = 1   # image right → wearer's left leg
-        parts[y, row & (cols < split_prev)] = 3
+        parts[y, row & (cols > split_prev)] = PART_LEFT   # image right → wearer's left leg
+        parts[y, row & (cols < split_prev)] = PART_RIGHT
     return parts
 
 
 def garment_parts(mask: np.ndarray, category: Category) -> np.ndarray:
     """Part map (uint8 H×W: 0 bg, 1 left, 2 middle, 3 right) of a garment mask."""
     m = np.asarray(mask) > 0
-    if category not in ("upper", "lower", "dresses"):
+    if category not in CATEGORIES:
         raise GarmentError(f"unknown garment category {category!r}")
     if not m.any():
         raise GarmentError("empty garment mask")

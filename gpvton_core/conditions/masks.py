@@ -23,26 +23,32 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
-Dataset = Literal["vitonhd", "dresscode"]
-Category = Literal["upper", "lower", "dresses"]
+from gpvton_core.conditions.geometry import polygon_mask
+from gpvton_core.conditions.labels import (CATEGORIES, GARMENT_PARTS, LEFT_ARM_JOINTS, RIGHT_ARM_JOINTS, VARIANTS,
+                                           WORN_PART_LABELS, Category, Label)
+from gpvton_core.conditions.labels import Variant as Dataset
+
 Stage = Literal["warp", "gen"]
 
-FULL = frozenset({1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14, 17, 18, 19, 20, 23, 26, 27, 28})
-SHORT = frozenset({1, 2, 3, 4, 7, 12, 14, 23, 26, 27})
-_DRESSES_WARP = frozenset({1, 2, 3, 4, 12, 14, 23})
-_DRESSES_GEN = _DRESSES_WARP | {8, 19, 20}
-_LOWER_WARP = frozenset({1, 2, 3, 4, 5, 6, 7, 11, 12, 14, 15, 16} | set(range(21, 29)))
-_LOWER_GEN = _LOWER_WARP | {8, 19, 20}
-
-LEFT_ARM, RIGHT_ARM, NECK, FACE, LEFT_LEG, RIGHT_LEG = 15, 16, 11, 14, 17, 18
-
-CATEGORIES = ("upper", "lower", "dresses")
+# Everything but the upper garment, the arms and the neck (and the body under them).
+_L = Label
+FULL = frozenset({_L.HAT, _L.HAIR, _L.GLOVE, _L.GLASSES, _L.COAT, _L.SOCKS, _L.LEFT_PANTS, _L.RIGHT_PANTS,
+                  _L.SCARF, _L.SKIRTS, _L.FACE, _L.LEFT_LEG, _L.RIGHT_LEG, _L.LEFT_SHOE, _L.RIGHT_SHOE, _L.BAG,
+                  _L.LEFT_SLEEVE_COAT, _L.RIGHT_SLEEVE_COAT, _L.BELT})
+SHORT = frozenset({_L.HAT, _L.HAIR, _L.GLOVE, _L.GLASSES, _L.COAT, _L.SCARF, _L.FACE, _L.BAG,
+                   _L.LEFT_SLEEVE_COAT, _L.RIGHT_SLEEVE_COAT})
+_DRESSES_WARP = frozenset({_L.HAT, _L.HAIR, _L.GLOVE, _L.GLASSES, _L.SCARF, _L.FACE, _L.BAG})
+_DRESSES_GEN = _DRESSES_WARP | {_L.SOCKS, _L.LEFT_SHOE, _L.RIGHT_SHOE}
+_LOWER_WARP = frozenset({_L.HAT, _L.HAIR, _L.GLOVE, _L.GLASSES, _L.UPPER, _L.DRESSES, _L.COAT, _L.NECK,
+                         _L.SCARF, _L.FACE, _L.LEFT_ARM, _L.RIGHT_ARM, _L.LEFT_SLEEVE_UPPER,
+                         _L.RIGHT_SLEEVE_UPPER, _L.BAG, _L.LEFT_SLEEVE_DRESSES, _L.RIGHT_SLEEVE_DRESSES,
+                         _L.LEFT_SLEEVE_COAT, _L.RIGHT_SLEEVE_COAT, _L.BELT})
+_LOWER_GEN = _LOWER_WARP | {_L.SOCKS, _L.LEFT_SHOE, _L.RIGHT_SHOE}
 
 
 def _check(dataset: str, category: str, stage: str | None = None) -> None:
-    if dataset not in ("vitonhd", "dresscode"):
+    if dataset not in VARIANTS:
         raise ValueError(f"dataset must be 'vitonhd' or 'dresscode', got {dataset!r}")
     if category not in CATEGORIES:
         raise ValueError(f"category must be one of {CATEGORIES}, got {category!r}")
@@ -93,12 +99,11 @@ def segment_rectangle(p0, p1, height: int, width: int) -> np.ndarray:
     (x0, y0), (x1, y1) = p0, p1
     dx, dy = x1 - x0, y1 - y0
     length = math.hypot(dx, dy)
-    img = Image.new("L", (width, height), 0)
-    if length > 0:
-        nx, ny = -dy / length * length / 4.0, dx / length * length / 4.0
-        poly = [(x0 + nx, y0 + ny), (x1 + nx, y1 + ny), (x1 - nx, y1 - ny), (x0 - nx, y0 - ny)]
-        ImageDraw.Draw(img).polygon(poly, fill=1, outline=1)
-    return np.asarray(img, dtype=bool)
+    if length <= 0:
+        return np.zeros((height, width), bool)
+    nx, ny = -dy / length * length / 4.0, dx / length * length / 4.0
+    return polygon_mask([[(x0 + nx, y0 + ny), (x1 + nx, y1 + ny), (x1 - nx, y1 - ny), (x0 - nx, y0 - ny)]],
+                        height, width)
 
 
 def palm_kernels(height: int) -> tuple[int, int]:
@@ -113,7 +118,7 @@ def palm_mask(parsing: np.ndarray, keypoints: np.ndarray, conf: float = 0.1) -> 
     k = np.asarray(keypoints, np.float32).reshape(-1, 3)
     ku, kl = palm_kernels(H)
     out = np.zeros((H, W), bool)
-    for label, (s, e, w) in ((LEFT_ARM, (5, 6, 7)), (RIGHT_ARM, (2, 3, 4))):
+    for label, (s, e, w) in ((Label.LEFT_ARM, LEFT_ARM_JOINTS), (Label.RIGHT_ARM, RIGHT_ARM_JOINTS)):
         arm = p == label
         if not arm.any():
             continue
@@ -175,7 +180,7 @@ def garment_part_masks(parts: np.ndarray, mask: np.ndarray | None = None) -> np.
     """(3, H, W) float32 {0,1}: left / middle / right from a 0/1/2/3 part map (within ``mask``)."""
     p = np.asarray(parts)
     inside = np.ones_like(p, bool) if mask is None else np.asarray(mask) > 0
-    return np.stack([(p == v) & inside for v in (1, 2, 3)]).astype(np.float32)
+    return np.stack([(p == v) & inside for v in GARMENT_PARTS]).astype(np.float32)
 
 
 def garment_label_map(parts: np.ndarray, dataset: Dataset, category: Category) -> np.ndarray:
@@ -183,7 +188,7 @@ def garment_label_map(parts: np.ndarray, dataset: Dataset, category: Category) -
     lv = garment_part_labels(dataset, category)
     p = np.asarray(parts)
     out = np.zeros(p.shape, np.uint8)
-    for v, lab in zip((1, 2, 3), lv):
+    for v, lab in zip(GARMENT_PARTS, lv):
         out[p == v] = lab
     return out
 
@@ -197,9 +202,12 @@ def garment_label_input(parts: np.ndarray, dataset: Dataset, category: Category,
 
 # --- person-side targets (§8.7) ---------------------------------------------------------------
 def person_part_labels(category: Category) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """The person's parsing labels of the worn garment's left / middle / right parts: upper and
+    dresses share them (a person may wear either; §8.7 targets both)."""
     if category == "lower":
-        return frozenset({9}), frozenset({13}), frozenset({10})
-    return frozenset({21, 24}), frozenset({5, 6}), frozenset({22, 25})
+        return tuple(frozenset({v}) for v in WORN_PART_LABELS["lower"])  # type: ignore[return-value]
+    pairs = zip(WORN_PART_LABELS["upper"], WORN_PART_LABELS["dresses"])
+    return tuple(frozenset(pair) for pair in pairs)  # type: ignore[return-value]
 
 
 def person_part_masks(parsing: np.ndarray, category: Category) -> np.ndarray:
@@ -220,9 +228,9 @@ def seg_target(parsing: np.ndarray, dataset: Dataset, category: Category) -> np.
     for i, s in enumerate(person_part_labels(category)):
         out[label_mask(p, s)] = base + i
     if dataset == "vitonhd":
-        out[p == LEFT_ARM], out[p == RIGHT_ARM], out[p == NECK] = 4, 5, 6
+        out[p == Label.LEFT_ARM], out[p == Label.RIGHT_ARM], out[p == Label.NECK] = 4, 5, 6
     elif category != "lower":
-        out[p == LEFT_ARM], out[p == RIGHT_ARM], out[p == NECK] = 7, 8, 9
+        out[p == Label.LEFT_ARM], out[p == Label.RIGHT_ARM], out[p == Label.NECK] = 7, 8, 9
     return out
 
 
@@ -235,7 +243,7 @@ def arms_neck_label(parsing: np.ndarray, dataset: Dataset, dtype: np.dtype | typ
     _check(dataset, "upper")
     p = np.asarray(parsing)
     idx = np.zeros(p.shape, np.uint8)
-    idx[p == LEFT_ARM], idx[p == RIGHT_ARM], idx[p == NECK] = 1, 2, 3
+    idx[p == Label.LEFT_ARM], idx[p == Label.RIGHT_ARM], idx[p == Label.NECK] = 1, 2, 3
     return label_fraction(idx, 3, dtype)
 
 
@@ -247,8 +255,8 @@ def person_garment_image(image: np.ndarray, parsing: np.ndarray, category: Categ
 
 # --- skin colour (§8.8) -------------------------------------------------------------------------
 def skin_labels(dataset: Dataset) -> frozenset[int]:
-    base = {FACE, LEFT_ARM, RIGHT_ARM, NECK}
-    return frozenset(base | {LEFT_LEG, RIGHT_LEG}) if dataset == "dresscode" else frozenset(base)
+    base = {Label.FACE, Label.LEFT_ARM, Label.RIGHT_ARM, Label.NECK}
+    return frozenset(base | {Label.LEFT_LEG, Label.RIGHT_LEG}) if dataset == "dresscode" else frozenset(base)
 
 
 def skin_colour(image: np.ndarray, parsing: np.ndarray, dataset: Dataset) -> np.ndarray:

@@ -31,56 +31,10 @@ lack, the pose supplies:
   ``y_nose + 0.42·(y_neck − y_nose)`` (ratio measured on VITON-HD's LIP parsings, where face and
   neck are separate).
 
-Accuracy (``python bench/eval_parsing.py``; derivation 1.2.0): IoU against GP-VTON's released
-parsing (``parse-bytedance_512``) on the six shared VITON-HD ids, all of which agree with it on the
-garment type (upper + pants; 00034 is sleeveless, so it has no sleeve classes)::
-
-    item      upper    l_pants  r_pants  neck     l_arm    r_arm    l_sleeve r_sleeve mIoU
-    00006_00  0.920    0.929    0.878    0.910    0.720    0.838    0.598    0.868    0.833
-    00008_00  0.906    0.755    0.946    0.925    0.783    0.913    0.791    0.817    0.854
-    00013_00  0.926    0.859    0.851    0.935    0.918    0.826    0.816    0.460    0.824
-    00017_00  0.854    0.940    0.962    0.843    0.759    0.363    0.805    0.693    0.777
-    00034_00  0.965    0.933    0.936    0.867    0.923    0.835    -        -        0.910
-    00035_00  0.893    0.795    0.797    0.930    0.811    0.846    0.864    0.821    0.845
-    mean      0.911    0.869    0.895    0.902    0.819    0.770    0.775    0.732    0.834
-    pooled    0.912    0.881    0.894    0.902    0.876    0.798    0.791    0.800    0.857
-    ceiling   0.964    0.919    0.948    0.902    0.819    0.770    0.913    0.923    0.895
-
-``mean`` is per class over the items where the class occurs, ``mIoU`` its mean (derivation
-1.0.0: 0.826, 1.1.0: 0.828; 1.2.0 adds the fly line, 0.832, and the sleeve tube limit, 0.834,
-no item lower by more than 0.001); ``pooled`` sums intersections and unions over the items.
-``ceiling`` keeps the derived garment and arm outlines but takes GP-VTON's labels inside them,
-i.e. a perfect sleeve, pants and left/right arm split: 0.895, so no split rule reaches 0.90 on
-LIP's outlines.
-
-The arms and the neck are at their ceiling already: LIP and GP-VTON never disagree on an arm's
-side (no pixel is left arm in one and right arm in the other on any item), and both count the
-hand as arm. Their errors are LIP's outlines, which the photo shows to be wrong, not a convention:
-on 00017 LIP labels 827 px of the T-shirt hanging beside the right forearm as arm (r_arm 0.363);
-LIP's hands bleed into the pants (00008: 506 px of left "arm" that are pants; 00006: 284 px) or
-sit a few pixels off the photo's hand (00006 l_arm 0.720); sleeve hems and the armholes of
-sleeveless tops differ by a few pixels in either direction. LIP and GP-VTON are not shifted
-against each other (best global offset 0 on five items, 1 px on one). What keeps the split
-itself from the ceiling is visible only in the photo: GP-VTON puts the sleeve seam on the
-garment's own seam and the pants split on the fly, which move with the body's turn (the far
-sleeve narrows, the fly leaves the mid-hip by up to 0.16 shoulder widths), while keypoints give
-joint centres.
-
-Rules tried and rejected on these items (mIoU): a fixed arm radius around the bone (≤ 0.82), a
-shoulder cap outside the torso side line (0.823), vertical torso sides (0.80), DensePose arm parts
-under the garment (0.818; eroded by 0.05 S: 0.836; intersected with the pose rule: 0.831;
-item-dependent either way), DensePose leg parts for the pants (0.819). Against 1.1.0 (0.828):
-moving arm pixels within r px of the pants to the pants (LIP's hands bleed there; r = 1, 2, 3:
-0.827, 0.823, 0.818, 00006 l_arm 0.720 → 0.646 at r = 1), eroding the arms against the background
-(r = 1: 0.821), growing them into it (r = 1: 0.829 but r_arm lower and three items worse; r = 2:
-0.825), shifting the pants split by a constant 0.05 hip widths towards the person's right (per
-item +0.036 … −0.038; the best shift per item ranges 0 … 0.2, following the turn), the sleeve
-tube alone or OR-ed with the nearest-chain rule (≤ 0.774). Against 1.2.0 (0.834): fly line to the
-waistband centre of the pants' silhouette (pants mean 0.874 vs 0.882), through the mid-hip
-keypoint (0.879), vertical (0.869), towards the neck (0.863); pixels equidistant to arm and torso
-as sleeve (0.829); the shoulder cap above the shoulder line as sleeve (≤ 0.822); a torso
-quadrilateral widened at the armpits or narrowed at the shoulders (≤ 0.821, ≤ 0.823).
-``SHOULDER_T0``, ``SLEEVE_COVER`` and the tube's bin / percentile change the mean by < 0.0005.
+The split rules are the best of those measured against GP-VTON's released parsing on the VITON-HD
+samples (mean IoU 0.834; a perfect split inside LIP's outlines would reach 0.895, so the rest is
+LIP's outlines and seams that only the photo shows). The per-item scores and the rules tried and
+rejected are in ``bench/notes/parsing_densepose.md``; rerun ``python bench/eval_parsing.py``.
 """
 
 from __future__ import annotations
@@ -88,32 +42,34 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-NUM_LABELS = 29
-LABEL_NAMES = ("background", "hat", "hair", "glove", "glasses", "upper", "dresses", "coat",
-               "socks", "left_pants", "right_pants", "neck", "scarf", "skirts", "face",
-               "left_arm", "right_arm", "left_leg", "right_leg", "left_shoe", "right_shoe",
-               "left_sleeve_upper", "right_sleeve_upper", "bag", "left_sleeve_dresses",
-               "right_sleeve_dresses", "left_sleeve_coat", "right_sleeve_coat", "belt")
+from gpvton_core.conditions.geometry import (chain_distance, chain_distance_and_arc, joint_scored_off_origin,
+                                             polygon_edge_distance, polygon_mask, segment_distance)
+from gpvton_core.conditions.labels import (LEFT_ARM_JOINTS, LEFT_LEG_JOINTS, NUM_LABELS, RIGHT_ARM_JOINTS,
+                                           RIGHT_LEG_JOINTS, SLEEVED, Joint, Label)
+
 # Classes scored against GP-VTON's own parsing (garment, arm and neck classes).
-SCORED_CLASSES = (5, 6, 7, 9, 10, 11, 13, 15, 16, 21, 22, 24, 25, 26, 27)
+SCORED_CLASSES = (Label.UPPER, Label.DRESSES, Label.COAT, Label.LEFT_PANTS, Label.RIGHT_PANTS, Label.NECK,
+                  Label.SKIRTS, Label.LEFT_ARM, Label.RIGHT_ARM, Label.LEFT_SLEEVE_UPPER, Label.RIGHT_SLEEVE_UPPER,
+                  Label.LEFT_SLEEVE_DRESSES, Label.RIGHT_SLEEVE_DRESSES, Label.LEFT_SLEEVE_COAT,
+                  Label.RIGHT_SLEEVE_COAT)
 
-# Garment classes with their (torso, left sleeve, right sleeve) GP labels.
-SLEEVED = {5: (5, 21, 22), 6: (6, 24, 25), 7: (7, 26, 27)}
-PANTS_PLACEHOLDER = 9   # pants are written as 9 first and split into 9/10
+PANTS_PLACEHOLDER = Label.LEFT_PANTS   # pants are written as left pants first and split into left/right
 
 # Direct label maps (index = source label). Garments that are split later map to their torso
 # label / the left-pants label first.
-LIP_TO_GP = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
-                     dtype=np.uint8)
-ATR_TO_GP = np.array([0, 1, 2, 4, 5, 13, 9, 6, 28, 19, 20, 14, 17, 18, 15, 16, 23, 12],
-                     dtype=np.uint8)
-ATR_HEAD = 11
+LIP_TO_GP = np.array([Label.BACKGROUND, Label.HAT, Label.HAIR, Label.GLOVE, Label.GLASSES, Label.UPPER,
+                      Label.DRESSES, Label.COAT, Label.SOCKS, Label.LEFT_PANTS, Label.NECK, Label.SCARF,
+                      Label.SKIRTS, Label.FACE, Label.LEFT_ARM, Label.RIGHT_ARM, Label.LEFT_LEG,
+                      Label.RIGHT_LEG, Label.LEFT_SHOE, Label.RIGHT_SHOE], dtype=np.uint8)
+ATR_TO_GP = np.array([Label.BACKGROUND, Label.HAT, Label.HAIR, Label.GLASSES, Label.UPPER, Label.SKIRTS,
+                      Label.LEFT_PANTS, Label.DRESSES, Label.BELT, Label.LEFT_SHOE, Label.RIGHT_SHOE,
+                      Label.FACE, Label.LEFT_LEG, Label.RIGHT_LEG, Label.LEFT_ARM, Label.RIGHT_ARM, Label.BAG,
+                      Label.SCARF], dtype=np.uint8)
+ATR_HEAD = 11   # ATR's "head" (face + neck)
 CHIN_RATIO = 0.42
 
 # Sleeve split parameters (fractions of the shoulder width), tuned on the VITON-HD samples.
-HIP_WIDEN = 0.0
 SHOULDER_T0 = -0.2
 # A side has a sleeve only if the garment covers the upper-arm bone (t in 0.15..0.6) this much.
 SLEEVE_COVER = 0.3
@@ -140,80 +96,23 @@ class ParsingError(ValueError):
     """The parsing cannot be converted (unknown labels, wrong shape)."""
 
 
-# --- geometry helpers ---------------------------------------------------------------------------
-def _present(k: np.ndarray, i: int) -> bool:
-    return bool(k[i, 2] > 0 and (k[i, 0] != 0 or k[i, 1] != 0))
-
-
-def _seg_dist(px: np.ndarray, py: np.ndarray, a, b) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from points to segment a→b and the projection parameter t (unclipped)."""
-    ax, ay = float(a[0]), float(a[1])
-    bx, by = float(b[0]), float(b[1])
-    dx, dy = bx - ax, by - ay
-    L2 = dx * dx + dy * dy
-    if L2 < 1e-9:
-        return np.hypot(px - ax, py - ay), np.zeros_like(px)
-    t = ((px - ax) * dx + (py - ay) * dy) / L2
-    tc = np.clip(t, 0.0, 1.0)
-    return np.hypot(px - (ax + tc * dx), py - (ay + tc * dy)), t
-
-
-def _chain_param(px, py, pts: list) -> tuple[np.ndarray, np.ndarray]:
-    """Distance to a polyline and the arc length of the nearest point on it."""
-    d = np.full(px.shape, np.inf)
-    arc = np.zeros(px.shape)
-    start = 0.0
-    for a, b in zip(pts[:-1], pts[1:]):
-        di, t = _seg_dist(px, py, a, b)
-        L = float(np.hypot(b[0] - a[0], b[1] - a[1]))
-        better = di < d
-        d = np.where(better, di, d)
-        arc = np.where(better, start + np.clip(t, 0.0, 1.0) * L, arc)
-        start += L
-    return d, arc
-
-
-def _chain_dist(px, py, pts: list) -> np.ndarray:
-    if len(pts) == 1:
-        return np.hypot(px - pts[0][0], py - pts[0][1])
-    d = np.full(px.shape, np.inf)
-    for a, b in zip(pts[:-1], pts[1:]):
-        d = np.minimum(d, _seg_dist(px, py, a, b)[0])
-    return d
-
-
-def _polygon_mask(poly, height: int, width: int) -> np.ndarray:
-    img = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(img).polygon([tuple(map(float, p)) for p in poly], fill=1, outline=1)
-    return np.asarray(img, bool)
-
-
-def _poly_dist(px, py, poly) -> np.ndarray:
-    d = np.full(px.shape, np.inf)
-    n = len(poly)
-    for i in range(n):
-        d = np.minimum(d, _seg_dist(px, py, poly[i], poly[(i + 1) % n])[0])
-    return d
-
-
-def torso_polygon(kps: np.ndarray, widen: float = HIP_WIDEN) -> list | None:
-    """(RShoulder, LShoulder, LHip', RHip') with the hips widened outwards by ``widen``·shoulder width.
+def torso_polygon(kps: np.ndarray) -> list | None:
+    """(RShoulder, LShoulder, LHip, RHip), or None without both shoulders.
 
     Missing hips are replaced by points below the shoulders (1.5 shoulder widths), which matches
     upper-body crops.
     """
     k = np.asarray(kps, np.float64).reshape(-1, 3)
-    if not (_present(k, 2) and _present(k, 5)):
+    if not (joint_scored_off_origin(k, Joint.R_SHOULDER) and joint_scored_off_origin(k, Joint.L_SHOULDER)):
         return None
-    rs, ls = k[2, :2], k[5, :2]
+    rs, ls = k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2]
     S = float(np.hypot(*(ls - rs)))
     if S < 1:
         return None
     down = np.array([0.0, 1.5 * S])
-    rh = k[9, :2] if _present(k, 9) else rs + down
-    lh = k[12, :2] if _present(k, 12) else ls + down
-    side = (ls - rs) / S                      # unit vector from the person's right to left
-    return [rs, ls, lh + widen * S * side, rh - widen * S * side]
+    rh = k[Joint.R_HIP, :2] if joint_scored_off_origin(k, Joint.R_HIP) else rs + down
+    lh = k[Joint.L_HIP, :2] if joint_scored_off_origin(k, Joint.L_HIP) else ls + down
+    return [rs, ls, lh, rh]
 
 
 # --- garment splits -----------------------------------------------------------------------------
@@ -248,7 +147,7 @@ def _outer_side(px: np.ndarray, py: np.ndarray, chain: list, torso_centre) -> np
     outer = np.zeros(px.shape, bool)
     cx, cy = float(torso_centre[0]), float(torso_centre[1])
     for a, b in zip(chain[:-1], chain[1:]):
-        d, _ = _seg_dist(px, py, a, b)
+        d, _ = segment_distance(px, py, a, b)
         nearer = d < best
         best = np.where(nearer, d, best)
         side = np.sign(cross(a, b, px, py)) != np.sign(cross(a, b, cx, cy))
@@ -275,8 +174,8 @@ def _inner_width_limit(d: np.ndarray, arc: np.ndarray, outer: np.ndarray, ok: np
     return limit
 
 
-def split_sleeves(region: np.ndarray, kps: np.ndarray, *, widen: float | None = None,
-                  t0: float | None = None, arm_skin: tuple[np.ndarray, np.ndarray] | None = None
+def split_sleeves(region: np.ndarray, kps: np.ndarray, *, t0: float | None = None,
+                  arm_skin: tuple[np.ndarray, np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split a garment region (bool H×W) into (torso, left sleeve, right sleeve) with the pose.
 
@@ -295,25 +194,24 @@ def split_sleeves(region: np.ndarray, kps: np.ndarray, *, widen: float | None = 
     the arm stay torso; a sleeve under ``SLEEVE_MIN_FRACTION`` of the region (an armhole sliver)
     is dropped. Without a shoulder pair the whole region is torso (no split is possible).
     """
-    widen = HIP_WIDEN if widen is None else widen
     t0 = SHOULDER_T0 if t0 is None else t0
     region = np.asarray(region, bool)
     empty = np.zeros_like(region)
     k = np.asarray(kps, np.float64).reshape(-1, 3)
-    poly = torso_polygon(k, widen)
+    poly = torso_polygon(k)
     if poly is None or not region.any():
         return region.copy(), empty, empty.copy()
     ys, xs = np.nonzero(region)
     px, py = xs.astype(np.float64) + 0.5, ys.astype(np.float64) + 0.5
     H, W = region.shape
-    inside = _polygon_mask(poly, H, W)[ys, xs]
-    d_torso = np.where(inside, 0.0, _poly_dist(px, py, poly))
-    S = float(np.hypot(*(k[5, :2] - k[2, :2])))
+    inside = polygon_mask([poly], H, W)[ys, xs]
+    d_torso = np.where(inside, 0.0, polygon_edge_distance(px, py, poly))
+    S = float(np.hypot(*(k[Joint.L_SHOULDER, :2] - k[Joint.R_SHOULDER, :2])))
     centre = np.mean(np.asarray(poly, np.float64), axis=0)
     arms = {}
-    for name, (s, e, w) in (("left", (5, 6, 7)), ("right", (2, 3, 4))):
-        chain = [k[i, :2] for i in (s, e, w) if _present(k, i)]
-        if not _present(k, s) or len(chain) < 2:
+    for name, joints in (("left", LEFT_ARM_JOINTS), ("right", RIGHT_ARM_JOINTS)):
+        chain = [k[i, :2] for i in joints if joint_scored_off_origin(k, i)]
+        if not joint_scored_off_origin(k, joints[0]) or len(chain) < 2:
             arms[name] = (np.full(px.shape, np.inf), np.zeros(px.shape))
             continue
         if _bone_coverage(region, chain[0], chain[1]) < SLEEVE_COVER:   # sleeveless side
@@ -324,12 +222,12 @@ def split_sleeves(region: np.ndarray, kps: np.ndarray, *, widen: float | None = 
             hand = _hand_point(skin, chain, S)
             if hand is not None:
                 chain = chain + [hand]
-        d, arc = _chain_param(px, py, chain)
-        _, t = _seg_dist(px, py, chain[0], chain[1])
+        d, arc = chain_distance_and_arc(px, py, chain)
+        _, t = segment_distance(px, py, chain[0], chain[1])
         ok = t > t0
         if skin is not None and skin.any():
             sy, sx = np.nonzero(skin)
-            _, sarc = _chain_param(sx + 0.5, sy + 0.5, chain)
+            _, sarc = chain_distance_and_arc(sx + 0.5, sy + 0.5, chain)
             ok &= arc <= np.percentile(sarc, 2) + SKIN_MARGIN * S
         outer = _outer_side(px, py, chain, centre)
         ok &= outer | (d <= _inner_width_limit(d, arc, outer, ok, S))
@@ -373,15 +271,15 @@ def _split_at_crotch(region: np.ndarray, k: np.ndarray, left: np.ndarray, right:
     run on the left hip's side is the person's left leg. In place; returns the crotch point (x, y):
     the centre of the highest such gap, or None where no row has one.
     """
-    if not (_present(k, 9) and _present(k, 12)):
+    if not (joint_scored_off_origin(k, Joint.R_HIP) and joint_scored_off_origin(k, Joint.L_HIP)):
         return None
-    rx, lx = float(k[9, 0]), float(k[12, 0])
+    rx, lx = float(k[Joint.R_HIP, 0]), float(k[Joint.L_HIP, 0])
     mid, band = (rx + lx) / 2, CROTCH_BAND * abs(lx - rx)
     if band < 1:
         return None
     left_is_right_of_gap = lx > rx
     crotch = None
-    for y in range(int(np.ceil(max(k[9, 1], k[12, 1]))), region.shape[0]):
+    for y in range(int(np.ceil(max(k[Joint.R_HIP, 1], k[Joint.L_HIP, 1]))), region.shape[0]):
         gap = _crotch_gap(region[y], mid, band)
         if gap is None:
             continue
@@ -408,10 +306,10 @@ def _split_above_crotch(region: np.ndarray, k: np.ndarray, crotch: tuple[float, 
     top = float(rows[0]) + 0.5
     if cy - top < 1:
         return
-    wx = (float(k[9, 0]) + float(k[12, 0])) / 2
+    wx = (float(k[Joint.R_HIP, 0]) + float(k[Joint.L_HIP, 0])) / 2
     ys, xs = np.nonzero(region & (np.arange(region.shape[0])[:, None] + 0.5 < cy))
     line_x = wx + (cx - wx) * (ys + 0.5 - top) / (cy - top)
-    is_left = (xs + 0.5 > line_x) if k[12, 0] > k[9, 0] else (xs + 0.5 < line_x)
+    is_left = (xs + 0.5 > line_x) if k[Joint.L_HIP, 0] > k[Joint.R_HIP, 0] else (xs + 0.5 < line_x)
     left[ys, xs], right[ys, xs] = is_left, ~is_left
 
 
@@ -430,16 +328,16 @@ def split_left_right_legs(region: np.ndarray, kps: np.ndarray) -> tuple[np.ndarr
     if ys.size == 0:
         return left, right
     px, py = xs + 0.5, ys + 0.5
-    lc = [k[i, :2] for i in (12, 13, 14) if _present(k, i)]
-    rc = [k[i, :2] for i in (9, 10, 11) if _present(k, i)]
+    lc = [k[i, :2] for i in LEFT_LEG_JOINTS if joint_scored_off_origin(k, i)]
+    rc = [k[i, :2] for i in RIGHT_LEG_JOINTS if joint_scored_off_origin(k, i)]
     if lc and rc:
-        is_left = _chain_dist(px, py, lc) < _chain_dist(px, py, rc)
+        is_left = chain_distance(px, py, lc) < chain_distance(px, py, rc)
     else:
         # Fall back to the body midline: mid-hip, neck or the region's own centre.
-        if _present(k, 8):
-            mx = k[8, 0]
-        elif _present(k, 1):
-            mx = k[1, 0]
+        if joint_scored_off_origin(k, Joint.MID_HIP):
+            mx = k[Joint.MID_HIP, 0]
+        elif joint_scored_off_origin(k, Joint.NECK):
+            mx = k[Joint.NECK, 0]
         else:
             mx = float(xs.mean())
         is_left = px > mx
@@ -451,17 +349,18 @@ def split_left_right_legs(region: np.ndarray, kps: np.ndarray) -> tuple[np.ndarr
     return left, right
 
 
-def _finish(gp: np.ndarray, kps: np.ndarray) -> np.ndarray:
-    """Sleeve split for 5/6/7 and the left/right pants split, in place on a GP-label map."""
-    for torso_label, (t, l, r) in SLEEVED.items():
+def split_sleeves_and_pants(gp: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """In place on a GP-label map whose garments carry their torso / left-pants label only: split
+    off the sleeves of upper clothes, dresses and coats, and the pants into left and right legs."""
+    for torso_label, (_, left_label, right_label) in SLEEVED.items():
         region = gp == torso_label
         if region.any():
-            _, L, R = split_sleeves(region, kps, arm_skin=(gp == 15, gp == 16))
-            gp[L], gp[R] = l, r
+            _, left, right = split_sleeves(region, kps, arm_skin=(gp == Label.LEFT_ARM, gp == Label.RIGHT_ARM))
+            gp[left], gp[right] = left_label, right_label
     pants = gp == PANTS_PLACEHOLDER
     if pants.any():
-        L, R = split_left_right_legs(pants, kps)
-        gp[L], gp[R] = 9, 10
+        left, right = split_left_right_legs(pants, kps)
+        gp[left], gp[right] = Label.LEFT_PANTS, Label.RIGHT_PANTS
     return gp
 
 
@@ -477,7 +376,7 @@ def _lookup(src: np.ndarray, table: np.ndarray, what: str) -> np.ndarray:
 
 def from_lip(lip: np.ndarray, kps: np.ndarray) -> np.ndarray:
     """29-label GP parsing from a LIP-style (VITON-HD image-parse-v3) parsing plus BODY_25."""
-    return _finish(_lookup(lip, LIP_TO_GP, "LIP"), kps)
+    return split_sleeves_and_pants(_lookup(lip, LIP_TO_GP, "LIP"), kps)
 
 
 def from_atr(atr: np.ndarray, kps: np.ndarray, chin_ratio: float = CHIN_RATIO) -> np.ndarray:
@@ -485,11 +384,13 @@ def from_atr(atr: np.ndarray, kps: np.ndarray, chin_ratio: float = CHIN_RATIO) -
     gp = _lookup(atr, ATR_TO_GP, "ATR")
     k = np.asarray(kps, np.float64).reshape(-1, 3)
     head = np.asarray(atr) == ATR_HEAD
-    if head.any() and _present(k, 0) and _present(k, 1) and k[1, 1] > k[0, 1]:
-        chin = k[0, 1] + chin_ratio * (k[1, 1] - k[0, 1])
+    nose, neck = Joint.NOSE, Joint.NECK
+    both = joint_scored_off_origin(k, nose) and joint_scored_off_origin(k, neck)
+    if head.any() and both and k[neck, 1] > k[nose, 1]:
+        chin = k[nose, 1] + chin_ratio * (k[neck, 1] - k[nose, 1])
         rows = np.arange(head.shape[0])[:, None] + 0.5
-        gp[head & (rows > chin)] = 11
-    return _finish(gp, kps)
+        gp[head & (rows > chin)] = Label.NECK
+    return split_sleeves_and_pants(gp, kps)
 
 
 def validate(gp: np.ndarray) -> None:

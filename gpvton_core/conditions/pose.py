@@ -10,18 +10,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-BODY_25 = ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
-           "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye",
-           "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
+from gpvton_core.conditions.labels import BODY_25, Joint  # noqa: F401 - BODY_25 names COCO18_TO_BODY25's targets
+
 COCO_18 = ("nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder",
            "left elbow", "left wrist", "right hip", "right knee", "right ankle", "left hip",
            "left knee", "left ankle", "right eye", "left eye", "right ear", "left ear")
 # BODY_25 index for each COCO-18 index (MidHip = 8 and the feet 19..24 have no COCO source).
 COCO18_TO_BODY25 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
-
-# BODY_25 indices used elsewhere.
-NOSE, NECK, R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = range(8)
-MID_HIP, R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = range(8, 15)
 
 
 class NoPersonError(ValueError):
@@ -64,9 +59,10 @@ def coco18_to_body25(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarr
         x, y, c = p[ci, :3]
         if c > 0 and x >= 0 and y >= 0 and np.isfinite([x, y, c]).all():
             out[bi] = (x, y, c)
-    if out[R_HIP, 2] > 0 and out[L_HIP, 2] > 0:
-        out[MID_HIP, :2] = (out[R_HIP, :2] + out[L_HIP, :2]) / 2.0
-        out[MID_HIP, 2] = min(out[R_HIP, 2], out[L_HIP, 2])
+    r, l, mid = Joint.R_HIP, Joint.L_HIP, Joint.MID_HIP
+    if out[r, 2] > 0 and out[l, 2] > 0:
+        out[mid, :2] = (out[r, :2] + out[l, :2]) / 2.0
+        out[mid, 2] = min(out[r, 2], out[l, 2])
     return out
 
 

@@ -56,7 +56,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from gpvton_core.conditions.pose import BODY_25
+from gpvton_core.conditions.labels import BODY_25, Joint
 
 # BlazePose landmark index for each BODY_25 joint; Neck (1) and MidHip (8) are midpoints, -1 = none.
 BLAZEPOSE_TO_BODY25 = (0, -1, 12, 14, 16, 11, 13, 15, -1, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7,
@@ -112,7 +112,7 @@ def _inside(x: float, y: float, hw: tuple[int, int]) -> bool:
 
 def _midpoints(out: np.ndarray) -> None:
     """Neck and MidHip as midpoints of shoulders / hips (both needed; confidence = the smaller)."""
-    for dst, a, b in ((1, 2, 5), (8, 9, 12)):
+    for dst, a, b in ((Joint.NECK, Joint.R_SHOULDER, Joint.L_SHOULDER), (Joint.MID_HIP, Joint.R_HIP, Joint.L_HIP)):
         if out[a, 2] > 0 and out[b, 2] > 0:
             out[dst, :2] = (out[a, :2] + out[b, :2]) / 2
             out[dst, 2] = min(out[a, 2], out[b, 2])

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpvton_core.conditions.labels import PART_MIDDLE, Joint, Label
+
 CALIBRATION = 1.0
 
 
@@ -58,13 +60,14 @@ def pc_ratio(person_parsing: np.ndarray, keypoints: np.ndarray, garment_parts: n
     """The DGT ratio r for a person wearing the given garment (None when not computable)."""
     if category == "lower":
         return None
-    torso_label = 6 if category == "dresses" else 5
+    torso_label = Label.DRESSES if category == "dresses" else Label.UPPER
     k = np.asarray(keypoints, np.float32).reshape(-1, 3)
-    if k[2, 2] <= 0 or k[5, 2] <= 0:
+    rs, ls = Joint.R_SHOULDER, Joint.L_SHOULDER
+    if k[rs, 2] <= 0 or k[ls, 2] <= 0:
         return None
-    w_p = float(np.hypot(*(k[5, :2] - k[2, :2])))
+    w_p = float(np.hypot(*(k[ls, :2] - k[rs, :2])))
     h_p = _extent(np.asarray(person_parsing) == torso_label)
-    h_g = _extent(np.asarray(garment_parts) == 2)
+    h_g = _extent(np.asarray(garment_parts) == PART_MIDDLE)
     w_g = garment_torso_width(garment_parts)
     if min(w_p, h_p, h_g, w_g) <= 0:
         return None

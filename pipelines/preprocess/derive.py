@@ -27,8 +27,8 @@ from gpvton_core.conditions import parsing as ps
 from gpvton_core.conditions import pose as po
 from gpvton_core.conditions import ratio as rt
 from gpvton_core.conditions import resize as rs
+from gpvton_core.conditions.labels import BODY_25, CATEGORIES, Joint
 from infra.storage import sanitize_id
-from infra.schema import CATEGORIES
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -123,7 +123,7 @@ def png_bytes(a: np.ndarray, mode: str) -> bytes:
     return buf.getvalue()
 
 
-class Ctx:
+class ItemContext:
     """Per-item context: reader + error wrapping + provenance."""
 
     def __init__(self, item: dict, read: Callable[[str], bytes], max_pixels: int):
@@ -192,16 +192,16 @@ IMAGE_ALIGNED = ("parsing", "lip_parsing", "atr_parsing", "densepose", "densepos
 # Joints a garment category needs in the frame (BODY_25 indices): a photo cut off above them
 # cannot take that category.
 REQUIRED_JOINTS: dict[str, tuple[int, ...]] = {
-    "upper": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP),
-    "lower": (po.R_HIP, po.L_HIP, po.R_KNEE, po.L_KNEE),
-    "dresses": (po.NECK, po.R_SHOULDER, po.L_SHOULDER, po.R_HIP, po.L_HIP, po.R_KNEE, po.L_KNEE),
+    "upper": (Joint.NECK, Joint.R_SHOULDER, Joint.L_SHOULDER, Joint.R_HIP, Joint.L_HIP),
+    "lower": (Joint.R_HIP, Joint.L_HIP, Joint.R_KNEE, Joint.L_KNEE),
+    "dresses": (Joint.NECK, Joint.R_SHOULDER, Joint.L_SHOULDER, Joint.R_HIP, Joint.L_HIP, Joint.R_KNEE, Joint.L_KNEE),
 }   # a dress reaches past the thighs: its length needs the knees in the frame
 
 
 ESTIMATED_JOINT_MIN_CONF = 0.5
 
 
-def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
+def _keypoints(ctx: ItemContext, image_hw: tuple[int, int]) -> np.ndarray:
     item = ctx.item
     url = item["keypoints"]
     raw = ctx.read(url, "keypoints")
@@ -229,7 +229,7 @@ def _keypoints(ctx: Ctx, image_hw: tuple[int, int]) -> np.ndarray:
     return k
 
 
-def _estimate_pose(ctx: Ctx, photo: np.ndarray, est
+def _estimate_pose(ctx: ItemContext, photo: np.ndarray, est
                    ) -> tuple[np.ndarray, tuple[float, float, float, float], np.ndarray | None]:
     """BODY_25 keypoints, the subject's box (photo pixels) and the person mask (photo pixels,
     None without a segmenter) of the one person in ``photo``."""
@@ -275,12 +275,12 @@ def _near_box(shape: tuple[int, int], box, grow: float) -> np.ndarray:
     return m
 
 
-def _usable_categories(ctx: Ctx, kps: np.ndarray, cats: list[str]) -> list[str]:
+def _usable_categories(ctx: ItemContext, kps: np.ndarray, cats: list[str]) -> list[str]:
     """The categories whose joints are in the frame; an error when a declared one (or every one) is not."""
     # An estimator also guesses joints it cannot see (a knee just below the frame): for the
     # category decision an estimated joint counts only when the estimator is fairly sure of it.
     floor = ESTIMATED_JOINT_MIN_CONF if str(ctx.provenance.get("keypoints", "")).startswith("estimated") else 0.0
-    missing = {c: [po.BODY_25[j] for j in REQUIRED_JOINTS[c] if kps[j, 2] <= floor] for c in cats}
+    missing = {c: [BODY_25[j] for j in REQUIRED_JOINTS[c] if kps[j, 2] <= floor] for c in cats}
     ok = [c for c in cats if not missing[c]]
     declared = ctx.item.get("categories_declared", True)
     bad = {c: m for c, m in missing.items() if m}
@@ -296,7 +296,7 @@ def _usable_categories(ctx: Ctx, kps: np.ndarray, cats: list[str]) -> list[str]:
 class PersonDraft:
     """A person after decoding, pose and framing, waiting for (batched) parsing."""
 
-    ctx: Ctx
+    ctx: ItemContext
     image: np.ndarray               # working size RGB
     kps: np.ndarray                 # BODY_25, working-size pixels
     categories: list[str]
@@ -312,7 +312,7 @@ class PersonDraft:
 
 def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
                    max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> PersonDraft:
-    ctx = Ctx(item, read, max_pixels)
+    ctx = ItemContext(item, read, max_pixels)
     H, W = rs.working_size(resolution)
     cats = [c for c in (item.get("categories") or [])]
     bad = [c for c in cats if c not in CATEGORIES]
@@ -377,7 +377,7 @@ def prepare_person(item: dict, read: Callable[[str], bytes], resolution: int,
     return PersonDraft(ctx, image, kps, cats, image_hw, box, gp, person)
 
 
-def _from_scheme(ctx: Ctx, labels: np.ndarray, scheme: str, kps: np.ndarray, url: str | None) -> np.ndarray:
+def _from_scheme(ctx: ItemContext, labels: np.ndarray, scheme: str, kps: np.ndarray, url: str | None) -> np.ndarray:
     try:
         if scheme == "lip":
             return ps.from_lip(labels, kps)
@@ -484,7 +484,7 @@ def derive_person(item: dict, read: Callable[[str], bytes], resolution: int,
 ANALYSIS_SIDE = 768      # product shots are segmented at most this large to find the garment's box
 
 
-def _garment_mask(ctx: Ctx, image: np.ndarray, est) -> np.ndarray:
+def _garment_mask(ctx: ItemContext, image: np.ndarray, est) -> np.ndarray:
     """Built-in plain-background mask, else the user's matting model, else an error row."""
     try:
         mask = gm.mask_from_plain_background(image)
@@ -505,7 +505,7 @@ def _garment_mask(ctx: Ctx, image: np.ndarray, est) -> np.ndarray:
 
 def derive_garment_arrays(item: dict, read: Callable[[str], bytes], resolution: int,
                           max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
-    ctx = Ctx(item, read, max_pixels)
+    ctx = ItemContext(item, read, max_pixels)
     H, W = rs.working_size(resolution)
     cat = readers_normalize(item.get("category"))
     if cat is None:
@@ -647,30 +647,3 @@ def derive_item(item: dict, read: Callable[[str], bytes], resolution: int,
     if table == "errors":
         raise ItemError(row["item_id"], row["kind"], row["stage"], row["reason"], row["source_uri"])
     return table, row
-
-
-# --- decoding of shard rows (used by render / train / tests) -----------------------------------
-def decode_png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
-
-
-def decode_person_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A persons-table row → arrays: image (H×W×3 uint8), parsing, densepose (H×W uint8),
-    keypoints (25×3 float32), plus the scalar fields unchanged."""
-    out = dict(row)
-    out["image"] = decode_png(row["image_png"])
-    out["parsing"] = decode_png(row["parsing_png"])
-    out["densepose"] = decode_png(row["densepose_png"])
-    out["keypoints"] = np.asarray(row["keypoints"], np.float32).reshape(25, 3)
-    out["provenance"] = json.loads(row["provenance"])
-    return out
-
-
-def decode_garment_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A garments-table row → image (H×W×3 uint8), mask (bool H×W), parts (uint8 0..3)."""
-    out = dict(row)
-    out["image"] = decode_png(row["image_png"])
-    out["mask"] = decode_png(row["mask_png"]) > 127
-    out["parts"] = decode_png(row["parts_png"])
-    out["provenance"] = json.loads(row["provenance"])
-    return out

@@ -37,6 +37,7 @@ import json
 import posixpath
 from typing import Any, Iterable
 
+from gpvton_core.conditions.labels import CATEGORIES
 from infra.storage import S3Settings, filesystem, join, protocol
 
 DRESSCODE_CATEGORIES = {"upper_body": "upper", "lower_body": "lower", "dresses": "dresses"}
@@ -295,7 +296,7 @@ def read_manifest(root: str, s3: S3Settings | None = None, source: str = "manife
             wg = {"image": g["image"], "mask": g["mask"], "category": g["category"]}
         items.append({
             "kind": "person", "id": pid, "source": source, "source_uri": image, "image": image,
-            "categories": _categories(row.get("categories")) or ["upper", "lower", "dresses"],
+            "categories": _categories(row.get("categories")) or list(CATEGORIES),
             "categories_declared": bool(_categories(row.get("categories"))),
             "keypoints": _resolve(fs.root, row.get("keypoints")), "keypoints_format": "openpose",
             "keypoints_ref_hw": None, "parsing": _resolve(fs.root, row.get("parsing")),
@@ -320,7 +321,7 @@ def _photo_person(pid: str, url: str, source: str, categories: list[str] | None,
     ann = {k: _resolve(base, row.get(k)) if base is not None else None
            for k in ("keypoints", "parsing", "lip_parsing", "atr_parsing", "densepose", "densepose_rendered")}
     return {"kind": "person", "id": pid, "source": source, "source_uri": url, "image": url,
-            "categories": categories or ["upper", "lower", "dresses"],
+            "categories": categories or list(CATEGORIES),
             "categories_declared": bool(categories), "keypoints_format": "openpose", "keypoints_ref_hw": None,
             **ann, "worn_garment_id": None, "worn_garment": None, "frame": True}
 

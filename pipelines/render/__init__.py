@@ -42,11 +42,11 @@ line; the counts are :class:`pipelines.outcome.Outcome`'s, shared with the repor
 
 from pipelines.render.cli import add_arguments, config_from_args, run
 from pipelines.render.config import Checkpoints, IdFilter, ModelConfig, OutputConfig, RenderConfig, ThresholdConfig
-from pipelines.render.job import RANDOM_NOTE, JobResult, check_model_choice, run_job, s3_settings
+from pipelines.render.job import RANDOM_NOTE, JobResult, run_job, s3_settings, uses_random_weights
 from pipelines.render.plan import detect_variant, plan_digest, plan_units, read_catalogue, units_table
 from pipelines.render.summary import summarise
 
 __all__ = ["Checkpoints", "IdFilter", "JobResult", "ModelConfig", "OutputConfig", "RANDOM_NOTE", "RenderConfig",
-           "ThresholdConfig", "add_arguments", "check_model_choice", "config_from_args", "detect_variant",
+           "ThresholdConfig", "add_arguments", "config_from_args", "detect_variant",
            "plan_digest", "plan_units", "read_catalogue", "run", "run_job", "s3_settings",
-           "summarise", "units_table"]
+           "summarise", "units_table", "uses_random_weights"]

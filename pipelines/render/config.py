@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from gpvton_core.conditions.labels import CATEGORIES, Category
 from pipelines.config import S3Config, StorageURL, StrictModel
 
 
@@ -63,8 +64,7 @@ class RenderConfig(StrictModel):
     pairs_file: Optional[StorageURL] = None  # pairing=pairs: lines 'person_id garment_id' (or CSV)
     persons: IdFilter = Field(default_factory=IdFilter)
     garments: IdFilter = Field(default_factory=IdFilter)
-    categories: list[Literal["upper", "lower", "dresses"]] = Field(
-        default_factory=lambda: ["upper", "lower", "dresses"])
+    categories: list[Category] = Field(default_factory=lambda: list(CATEGORIES))
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     random_weights: bool = Field(False, description="render with randomly initialised networks (no checkpoints)")
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from gpvton_core.conditions.labels import variant_categories
 from pipelines.cli import is_verbose
 from pipelines.config import ConfigError, UserError, resolved
 from pipelines.render.config import RenderConfig
@@ -51,13 +52,13 @@ def _s3_dict(s3) -> dict[str, Optional[str]]:
 
 # --- the model ---------------------------------------------------------------------------------
 
-def check_model_choice(cfg: RenderConfig, s3) -> bool:
+def uses_random_weights(cfg: RenderConfig, s3) -> bool:
     """Both checkpoints, or ``random_weights`` explicitly: returns whether the nets are random.
 
     Random weights are opt-in: a scheduled job with a forgotten flag must not "succeed" with
     garbage. A missing flag or file is a :class:`ConfigError` that names it.
     """
-    from infra.storage import _strip, filesystem
+    from infra.storage import filesystem, strip_scheme
 
     given = {k: v for k, v in (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator)) if v}
     if cfg.random_weights:
@@ -74,7 +75,7 @@ def check_model_choice(cfg: RenderConfig, s3) -> bool:
                           f"with randomly initialised networks")
     for label, path in given.items():
         try:
-            found = filesystem(path, s3).exists(_strip(path))
+            found = filesystem(path, s3).exists(strip_scheme(path))
         except Exception as exc:  # noqa: BLE001 - unreachable store, bad credentials
             raise ConfigError(f"--{label}-checkpoint {path}: cannot check it: {exc}") from exc
         if not found:
@@ -85,10 +86,11 @@ def check_model_choice(cfg: RenderConfig, s3) -> bool:
 def _checkpoint_meta(label: str, path: str, s3=None) -> dict:
     """Kind and width of a checkpoint (fetched like the workers fetch it), checked against its role
     (a wrong file is a config error)."""
-    from workers.render_actor import load_checkpoint
+    from gpvton_core.checkpoints import build_from_checkpoint
+    from infra.models import fetch_model
 
     try:
-        _, meta = load_checkpoint(path, _s3_dict(s3) if s3 is not None else None)
+        _, meta = build_from_checkpoint(fetch_model(path, s3).path)
     except Exception as exc:  # noqa: BLE001 - unreadable / not a GP-VTON state dict
         raise ConfigError(f"{label} checkpoint {path} cannot be loaded: {exc}") from exc
     kind = str(meta.get("kind"))
@@ -206,7 +208,7 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
     from workers.render_actor import WorkerSettings, run_units_local, sha256_file
 
     t_start = time.time()
-    random_init = check_model_choice(cfg, s3)
+    random_init = uses_random_weights(cfg, s3)
     persons, garments, index_files, manifest = read_catalogue(cfg, s3)
     variant = detect_variant(cfg, persons, garments, manifest)
     sizes = {(h, w) for h, w in zip(persons.column("height").to_pylist(), persons.column("width").to_pylist())}
@@ -228,8 +230,9 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         ck_variant = ck_meta["warp"]["kind"].split("_", 1)[1]
         if cfg.model.variant not in ("auto", ck_variant):
             raise ConfigError(f"model.variant is {cfg.model.variant} but the warp checkpoint is a {ck_variant} model")
-        if ck_variant == "vitonhd" and (set(garments.column("category").to_pylist()) & set(cfg.categories)) - {"upper"}:
-            if cfg.categories != ["upper"]:
+        renderable = variant_categories(ck_variant)
+        if (set(garments.column("category").to_pylist()) & set(cfg.categories)) - set(renderable):
+            if cfg.categories != list(renderable):
                 raise ConfigError("the VITON-HD warp checkpoint only renders upper garments: add "
                                   "--set categories=[upper] or use a Dress Code warp checkpoint")
         variant = ck_variant

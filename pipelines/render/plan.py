@@ -90,12 +90,12 @@ def detect_variant(cfg: RenderConfig, persons, garments, manifest: dict) -> str:
 
 
 def read_pairs_file(cfg: RenderConfig, s3) -> list[tuple[str, str]]:
-    from infra.storage import _strip, filesystem
+    from infra.storage import filesystem, strip_scheme
 
     path = cfg.pairs_file or ""
     fs = filesystem(path, s3)
     try:
-        with fs.open(_strip(path), "rt") as fh:
+        with fs.open(strip_scheme(path), "rt") as fh:
             text = fh.read()
     except FileNotFoundError as exc:
         raise ConfigError(f"pairs_file not found: {path}") from exc
@@ -205,13 +205,13 @@ def units_from_pairs(cfg: RenderConfig, persons, garments, pairs: PairSet, first
         pp, gg = pairs.person[sel], pairs.garment[sel]
         vv = [versions[i] for i in sel] if versions is not None else None
         ps, gs = np.unique(pp), np.unique(gg)    # sorted rows = sorted ids
-        gb = max(1, min(len(gs), int(math.ceil(math.sqrt(cfg.unit_size)))))
-        pb = max(1, cfg.unit_size // gb)
-        if len(ps) < pb:  # few persons: give the garment axis the rest of the unit
-            pb = len(ps)
-            gb = max(1, cfg.unit_size // pb)
-        p_block = np.searchsorted(ps, pp) // pb
-        g_block = np.searchsorted(gs, gg) // gb
+        garments_per_block = max(1, min(len(gs), int(math.ceil(math.sqrt(cfg.unit_size)))))
+        persons_per_block = max(1, cfg.unit_size // garments_per_block)
+        if len(ps) < persons_per_block:  # few persons: give the garment axis the rest of the unit
+            persons_per_block = len(ps)
+            garments_per_block = max(1, cfg.unit_size // persons_per_block)
+        p_block = np.searchsorted(ps, pp) // persons_per_block
+        g_block = np.searchsorted(gs, gg) // garments_per_block
         order = np.lexsort((gg, pp, g_block, p_block))
         cells = p_block[order] * (int(g_block.max()) + 1) + g_block[order]
         bounds = np.flatnonzero(np.diff(cells)) + 1

@@ -62,11 +62,11 @@ from typing import Any, Callable, Optional
 from pydantic import Field
 
 from pipelines.config import ConfigError, StorageURL, StrictModel, load_config, resolved
-from pipelines.outcome import Outcome
+from pipelines.outcome import FLAGS, Outcome
 
 log = logging.getLogger("gpvton.report")
 
-FLAG_ORDER = ("error", "fail", "warn", "ok")
+FLAG_ORDER = tuple(reversed(FLAGS))   # worst first
 SCORE_NAMES = ("warp_miou", "preserve_ssim", "ssim", "parse_miou")
 DEFAULT_FAIL_LIMIT = 0.05
 PERCENTILES = (5, 25, 50, 75, 95)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpvton_core.conditions.parsing import LABEL_NAMES, LIP_TO_GP
+from gpvton_core.conditions.labels import LABEL_NAMES
+from gpvton_core.conditions.parsing import LIP_TO_GP
 from gpvton_core.parser import (GP_TO_LIP, LR_PAIRS, SCHEMES, ParserNet, class_names, collapse_gp29,
                                 flip_labels, flip_permutation, mean_iou, normalize_rgb)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageFilter
 
-from pipelines.cli import main
-from pipelines.preprocess.beam_pipeline import read_table
-from pipelines.preprocess.derive import decode_person_row
+sys.path.insert(0, str(Path(__file__).parent / "preprocess"))
+from shard_rows import decode_person_row  # noqa: E402
+
+from pipelines.cli import main  # noqa: E402
+from pipelines.preprocess.beam_pipeline import read_table  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gpvton_core.conditions.labels import Joint, Label, Part
 from pipelines import synthetic as syn
 
 
@@ -92,21 +93,21 @@ def test_person_labels(cat):
         assert parsing.shape == dp.shape == (256, 192)
         assert parsing.max() <= 28 and dp.max() <= 24
         labels = set(np.unique(parsing).tolist())
-        assert {syn.FACE, syn.HAIR, syn.LARM, syn.RARM} <= labels
+        assert {Label.FACE, Label.HAIR, Label.LEFT_ARM, Label.RIGHT_ARM} <= labels
         g = garments[r["worn_garment_id"]]
         cat_ = g["category"]
         assert r["categories"].split(";")[0] == cat_
-        want = {"upper": syn.UPPER, "dresses": syn.DRESS}.get(cat_)
+        want = {"upper": Label.UPPER, "dresses": Label.DRESSES}.get(cat_)
         if want is not None:
             assert (parsing == want).sum() > 200
         else:
-            assert ((parsing == syn.SKIRT) | (parsing == syn.LPANTS)).sum() > 200
+            assert ((parsing == Label.SKIRTS) | (parsing == Label.LEFT_PANTS)).sum() > 200
         # the person's left arm is on the image right
-        assert np.nonzero(parsing == syn.LARM)[1].mean() > np.nonzero(parsing == syn.RARM)[1].mean()
+        assert np.nonzero(parsing == Label.LEFT_ARM)[1].mean() > np.nonzero(parsing == Label.RIGHT_ARM)[1].mean()
         kp = np.asarray(json.loads((root / r["keypoints"]).read_text())["people"][0]["pose_keypoints_2d"]).reshape(25, 3)
-        assert kp[syn.LSHO, 0] > kp[syn.RSHO, 0]
+        assert kp[Joint.L_SHOULDER, 0] > kp[Joint.R_SHOULDER, 0]
         # DensePose covers the body; background stays background
-        assert (dp[parsing == syn.FACE] == syn.DP_HEAD).all()
+        assert (dp[parsing == Label.FACE] == Part.HEAD_RIGHT).all()
         assert (dp > 0).sum() > 0.1 * dp.size
 
 

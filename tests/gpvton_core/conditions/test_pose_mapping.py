@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpvton_core.conditions import pose_mapping as pm
-from gpvton_core.conditions.pose import BODY_25
+from gpvton_core.conditions.labels import BODY_25
 
 H, W = 1000, 800
 

@@ -13,9 +13,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from preprocess_synth import bomb_png, jpg, png, synthetic_garment, synthetic_person, write_good_manifest
+from shard_rows import decode_garment_row, decode_person_row
 from pipelines.cli import main
 from pipelines.preprocess.beam_pipeline import read_table
-from pipelines.preprocess.derive import decode_garment_row, decode_person_row
 
 
 def _save(path, data: bytes) -> str:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.cli import main
-from pipelines.preprocess.beam_pipeline import read_table
-from pipelines.preprocess.derive import decode_garment_row, decode_person_row
-from infra.schema import GARMENTS, PERSONS, SCHEMA_VERSION
+sys.path.insert(0, str(Path(__file__).parent))
+from shard_rows import decode_garment_row, decode_person_row  # noqa: E402
+
+from pipelines.cli import main  # noqa: E402
+from pipelines.preprocess.beam_pipeline import read_table  # noqa: E402
+from infra.schema import GARMENTS, PERSONS, SCHEMA_VERSION  # noqa: E402
 
 
 def _run(tmp_path_factory, spec: str, name: str):

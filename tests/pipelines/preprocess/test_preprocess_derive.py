@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from PIL import Image
 from gpvton_core.conditions.pose import pose_map
 from pipelines.preprocess import derive as dv
 from pipelines.preprocess.readers import read_vitonhd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shard_rows import decode_person_row  # noqa: E402
 
 
 def _read(url: str) -> bytes:
@@ -24,7 +29,7 @@ def test_vitonhd_person_both_resolutions(vitonhd_root, resolution, hw):
     items = {i["id"]: i for i in read_vitonhd(str(vitonhd_root)) if i["kind"] == "person"}
     table, row = dv.derive_item(items["00006_00"], _read, resolution)
     assert table == "persons" and (row["height"], row["width"]) == hw
-    p = dv.decode_person_row(row)
+    p = decode_person_row(row)
     assert p["image"].shape == hw + (3,) and p["parsing"].shape == hw and p["densepose"].shape == hw
     assert p["provenance"]["parsing"] == "given:gpvton-29"
     if resolution == 1024:      # the release parsing is 512×384: resized, and provenance says so

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.cli import main
-from pipelines.preprocess.beam_pipeline import read_table
-from pipelines.preprocess.derive import decode_person_row
+sys.path.insert(0, str(Path(__file__).parent))
+from shard_rows import decode_person_row  # noqa: E402
+
+from pipelines.cli import main  # noqa: E402
+from pipelines.preprocess.beam_pipeline import read_table  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

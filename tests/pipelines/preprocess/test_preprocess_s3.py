@@ -10,11 +10,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from preprocess_synth import write_good_manifest  # noqa: E402
+from shard_rows import decode_garment_row, decode_person_row  # noqa: E402
 
 from infra.storage import Storage, filesystem  # noqa: E402
 from pipelines.cli import main  # noqa: E402
 from pipelines.preprocess.beam_pipeline import read_table  # noqa: E402
-from pipelines.preprocess.derive import decode_garment_row, decode_person_row  # noqa: E402
 
 
 def test_preprocess_s3_in_and_out(local_s3, dresscode_root, tmp_path):
