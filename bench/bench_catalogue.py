@@ -157,19 +157,26 @@ def write_job(job, shards_url: str, n_garments: int, n_persons: int) -> dict:
     return {"pairs": pairs, "buckets": buckets, "model_key": model_key}
 
 
+#: runs ``python -m pipelines.cli ARGS`` and prints the process's own peak RSS (VmHWM, in kB) at exit:
+#: ru_maxrss would include the fabricating parent's memory, which a fork copies and exec keeps counting
+WRAP = ("import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('VMHWM_KB', open('/proc/self/status').read().split('VmHWM:')[1].split()[0],"
+        " file=sys.stderr))\n"
+        "sys.argv = ['gpvton', *sys.argv[1:]]\n"
+        "runpy.run_module('pipelines.cli', run_name='__main__')\n")
+
+
 def timed(cmd: list[str], env: dict) -> dict:
-    """Wall seconds and this child's own peak RSS (``wait4``: a fresh process per measurement)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    return {"seconds": round(wall, 2), "exit": os.waitstatus_to_exitcode(status),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "stdout_tail": stdout.strip().splitlines()[-4:], "stderr_tail": stderr.strip().splitlines()[-3:]}
+    """Wall seconds and the command's own peak RSS (a fresh process per measurement)."""
+    args = cmd[3:] if cmd[1:3] == ["-m", "pipelines.cli"] else cmd
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WRAP, *args], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    hwm = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("VMHWM_KB")]
+    return {"seconds": round(wall, 2), "exit": proc.returncode,
+            "peak_rss_mb": round(hwm[-1] / 1024, 1) if hwm else None,
+            "stdout_tail": proc.stdout.strip().splitlines()[-4:],
+            "stderr_tail": [x for x in proc.stderr.strip().splitlines() if not x.startswith("VMHWM")][-3:]}
 
 
 class RequestCounter(logging.Handler):
@@ -239,17 +246,21 @@ def main() -> None:
                   "--no-progress", "--set", "categories=[upper]", "--set", "model.variant=vitonhd",
                   "--set", f"model.width={WIDTH}"]
         runs = {}
+
+        def measure(name: str, cmd: list[str], **extra) -> None:
+            runs[name] = {**timed(cmd, env), **extra}
+            if counter:
+                time.sleep(0.5)        # the server's last log records
+                runs[name]["requests"] = counter.take()
+
         if "noop" not in skip:
-            runs["noop_rerun"] = timed(render, env)
+            measure("noop_rerun", render)
         if "status" not in skip:
-            runs["status"] = timed([*gpvton, "status", job_url, "--json"], env)
+            measure("status", [*gpvton, "status", job_url, "--json"])
         if "dryrun" not in skip:
             dry = [a if a != shards1 else shards2 for a in render] + ["--dry-run"]
-            runs["dry_run_change"] = {**timed(dry, env), "garments_changed": n_changed,
-                                      "pairs_changed": n_changed * args.persons}
+            measure("dry_run_change", dry, garments_changed=n_changed, pairs_changed=n_changed * args.persons)
         for name, r in runs.items():
-            if counter:
-                r["requests"] = counter.take()
             print(f"{name}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB, exit {r['exit']}"
                   + (f", requests {r['requests']}" if counter else ""), flush=True)
         result["runs"] = runs
