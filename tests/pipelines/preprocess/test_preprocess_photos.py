@@ -193,7 +193,7 @@ def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path
                  "--warp-checkpoint", str(demo / "warp.safetensors"),
                  "--generator-checkpoint", str(demo / "generator.safetensors"),
                  "--set", "max_failed_fraction=1.0", "--set", "actors=1",   # two photos × every garment (CI time)
-                 "--set", f"persons.include=[{', '.join(sorted(p['person_id'] for p in persons)[:2])}]"]) == 0
+                 "--set", "persons.include=" + json.dumps(sorted(p["person_id"] for p in persons)[:2])]) == 0
     summary = json.loads((job / "summary.json").read_text())
     assert summary["units_lost"] == [] and summary["exit_code"] == 0, summary["lost_errors"]
     scores = read_table_scores(job)
