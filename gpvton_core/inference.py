@@ -358,7 +358,10 @@ class TryOnPipeline:
             tm = self._net(self._lowres(asm.type_map(cats, self.resolution, self.out_dtype, self.device), True))
         x = self._net(torch.cat((self._lowres(clothes, True), self._lowres(label, False)), 1))
         feats = self.warp.encode_garment(x, tm)
-        feats = GarmentFeatures([f.to(self._garment_dtype) for f in feats.pyramid], feats.type_map)
+        # the type map is a per-garment constant (asm.type_map): the decoder's SPADE layers take it
+        # as B×1×1×1, which spares them a host sync per layer (gpvton_core.blocks.SPADE)
+        feats = GarmentFeatures([f.to(self._garment_dtype) for f in feats.pyramid],
+                                None if feats.type_map is None else feats.type_map[:, :, :1, :1].contiguous())
         return GarmentBatch(feats, self._lowres(parts, False), clothes, parts, part_cls, extra_cls, cats)
 
     @torch.inference_mode()
