@@ -133,3 +133,18 @@ def test_compiled_tiny_unit_runs_on_the_cpu(shards, tmp_path, monkeypatch):
     assert summary["compile"]["compile_s"] > 0
     eager = run_unit(settings(shards, tmp_path / "eager", batch_size=1), unit, monkeypatch)[1]
     assert max(float((images[k] - eager[k]).abs().max()) for k in images) <= 1e-4
+
+
+def test_compile_decision(tmp_path):
+    """auto: on for CUDA only when the run renders enough pairs per actor; never on the CPU."""
+    from pipelines.render import RenderConfig
+    from pipelines.render.job import resolve_compile
+
+    cfg = RenderConfig(shards=str(tmp_path), output=str(tmp_path / "job"), compile_min_pairs=1000)
+    on = resolve_compile(cfg, "cuda", 1000, "pairs to render")
+    assert (on["resolved"], on["mode"], on["fixed_shapes"]) == ("on", "reduce-overhead", True)
+    assert on["cache_dir"] and not on["cache_dir"].startswith("~")
+    assert resolve_compile(cfg, "cuda", 999, "pairs to render")["resolved"] == "off"
+    assert resolve_compile(cfg, "cpu", 10 ** 9, "pairs to render")["resolved"] == "off"
+    forced = RenderConfig(shards=str(tmp_path), output=str(tmp_path / "job"), compile="on")
+    assert resolve_compile(forced, "cpu", 1, "x")["mode"] == "default"     # the CPU: inductor's default mode
