@@ -129,6 +129,12 @@ class RenderConfig(StrictModel):
                              "max_failed_fraction (README, Jobs)")
         return data
 
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_bool(cls, v: Any) -> Any:
+        """YAML reads a bare ``on`` / ``off`` as a boolean."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
     @field_validator("thresholds")
     @classmethod
     def _known_scores(cls, v: dict[str, ThresholdConfig]) -> dict[str, ThresholdConfig]:

@@ -148,3 +148,10 @@ def test_compile_decision(tmp_path):
     assert resolve_compile(cfg, "cpu", 10 ** 9, "pairs to render")["resolved"] == "off"
     forced = RenderConfig(shards=str(tmp_path), output=str(tmp_path / "job"), compile="on")
     assert resolve_compile(forced, "cpu", 1, "x")["mode"] == "default"     # the CPU: inductor's default mode
+
+
+def test_compile_on_off_read_as_yaml_booleans(tmp_path):
+    from pipelines.render import RenderConfig
+
+    for raw, want in ((False, "off"), (True, "on"), ("auto", "auto")):
+        assert RenderConfig(shards=str(tmp_path), output=str(tmp_path), compile=raw).compile == want
