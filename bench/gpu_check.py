@@ -292,6 +292,8 @@ def shards_for(a) -> tuple[Path, int, int, int]:
 
 
 def _compile_mode(a) -> str:
+    if getattr(a, "eager_only", False):
+        return "off"          # CI: the same code paths without inductor's cold compile (minutes on 2 cores)
     return "default" if a.device == "cpu" else "reduce-overhead"
 
 
@@ -704,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also: compiled (the cross-product compile of the throughput configs)")
     ap.add_argument("--buckets", type=int, nargs="+", default=[1, 8], metavar="PERSONS",
                     help="buckets section: persons per batch of 8 (powers of two up to 8)")
+    ap.add_argument("--eager-only", action="store_true",
+                    help="no torch.compile anywhere (CI's quick run: a cold CPU compile takes minutes)")
     ap.add_argument("--compile-cache", default=os.path.expanduser("~/.cache/gpvton/inductor"),
                     help="inductor's cache folder (TORCHINDUCTOR_CACHE_DIR), shared with the render runs")
     ap.add_argument("--compiled", nargs="+", metavar="PREC:BATCH:MODE",

@@ -1,6 +1,7 @@
 """Fixed shapes (compile's precondition) and the asynchronous host copies change no output:
 one unit through UnitProcessor with padding off and on, padded pairs never reach images, rows or
-scores, a compiled tiny unit runs on the CPU, and the host copy is the identity on the CPU."""
+scores, and the host copy is the identity on the CPU. (A compiled unit runs in ``bench/gpu_check.py``
+without ``--eager-only``: a cold inductor compile takes about 3 minutes on 2 cores, too long for CI.)"""
 
 from __future__ import annotations
 
@@ -106,33 +107,6 @@ def test_host_copy_is_the_identity_on_the_cpu():
     assert hc.ready()
     out = hc.wait()
     assert out["a"] is t and out["none"] is None
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_host_copy_from_cuda_equals_a_synchronous_copy():
-    t = torch.randn(8, 3, 64, 48, device="cuda").contiguous(memory_format=torch.channels_last)
-    out = copy_to_host({"a": t}).wait()["a"]
-    assert out.is_pinned() and torch.equal(out, t.cpu())
-
-
-@pytest.mark.slow
-def test_compiled_tiny_unit_runs_on_the_cpu(shards, tmp_path, monkeypatch):
-    """Inductor on the CPU (needs a C++ compiler): batch 1 → one decoder and one generator graph."""
-    from torch._dynamo.utils import counters
-
-    unit = make_unit(shards, 1, 2)
-    # a cache that outlives the test session: only a machine's first run compiles cold (minutes on 2 cores)
-    cache = os.environ.get("GPVTON_TEST_INDUCTOR_CACHE", "/tmp/gpvton-inductor-tests")
-    s = settings(shards, tmp_path / "job", batch_size=1, compile="default", compile_cache_dir=cache)
-    graphs = counters["stats"]["unique_graphs"]
-    summary, images, calls, rows = run_unit(s, unit, monkeypatch)
-    assert counters["stats"]["unique_graphs"] - graphs >= 2     # dynamo captured the decoder and the generator
-    assert calls == [1, 1] and len(images) == 2 and len(rows) == 2
-    assert all(r["flag"] != "error" for r in rows.values()), [r["error"] for r in rows.values()]
-    assert summary["compile"]["mode"] == "default" and summary["compile"]["shapes"], summary["compile"]
-    assert summary["compile"]["compile_s"] > 0
-    eager = run_unit(settings(shards, tmp_path / "eager", batch_size=1), unit, monkeypatch)[1]
-    assert max(float((images[k] - eager[k]).abs().max()) for k in images) <= 1e-4
 
 
 def test_compile_decision(tmp_path):
