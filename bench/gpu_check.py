@@ -1,4 +1,4 @@
-"""GPU check, one script, ≤ 5 minutes on one H100-class GPU; writes JSON after every section.
+"""GPU check, one script, ≤ 8 minutes (compilation included) on one H100-class GPU; writes JSON after every section.
 
     python bench/gpu_check.py                              # CUDA, official width, 512×384
     python bench/gpu_check.py --device cpu --quick         # CI: same code paths, tiny sizes, < 60 s
@@ -14,10 +14,18 @@ Sections (each guarded: a failure is recorded with its traceback and the next on
   eager, ``torch.compile`` and CUDA graphs (``reduce-overhead``); peak GPU memory; SSIM of each
   reduced precision against fp32. Compiled configs run after the render section, while the
   time budget lasts; those that do not fit are recorded as skipped.
-* ``render`` — ``gpvton render`` end to end on one GPU with one actor (random weights at
-  official width, a small synthetic catalogue built with the project's own tools: pipelines/
-  synthetic.py + the Beam preprocessing stage), pairs/s from summary.json, and the pipeline
-  efficiency = end-to-end pairs/s ÷ model-only pairs/s on the same shards and settings.
+* ``unit_profile`` — torch.profiler around one unit of the render worker (:class:`UnitProcessor`:
+  read, compute, finish) next to the model-only time of the same pairs: the gap between them split
+  by cause (host time per stage, GPU kernel time per kind, GPU idle) into a table.
+* ``buckets`` — eager against compiled (``reduce-overhead`` on CUDA, inductor on the CPU) per
+  fixed-shape bucket (batch × persons per batch), warm-up (compilation) apart from steady pairs/s.
+* ``render`` — ``gpvton render`` end to end on one GPU with one actor, with the VITON-HD (upper)
+  and the Dress Code (all categories) networks (random weights at official width, a small
+  synthetic catalogue built with the project's own tools: pipelines/synthetic.py + the Beam
+  preprocessing stage), compiled where the device is CUDA; pairs/s from summary.json, steady
+  pairs/s without the compile warm-up (unit markers), and the pipeline efficiency = end-to-end
+  pairs/s ÷ the model-only pairs/s of the same networks, settings and fixed-shape buckets.
+* ``compiled`` (not by default) — the old cross-product compile of the throughput configs.
 
 Needs only this repository and a CUDA build of torch (plus the project's own dependencies).
 """
@@ -261,69 +269,121 @@ def _build_shards(out: Path, size: int, n_persons: int, n_garments: int) -> tupl
     return h, w
 
 
-def section_render(a, res: dict) -> None:
+_SHARDS: dict[str, Any] = {}
+
+
+def shards_for(a) -> tuple[Path, int, int, int]:
+    """(shards, size, persons, garments): the render catalogue, built once per run of the script."""
+    if "path" not in _SHARDS:
+        size = 128 if a.quick else 512
+        n_persons, n_garments = (3, 6) if a.quick else a.catalogue
+        if a.shards:   # prebuilt (a GPU box without Beam): python bench/gpu_check.py --build-shards DIR here
+            shards = Path(a.shards)
+            manifest = json.loads((shards / "manifest.json").read_text())
+            size = manifest["height"]
+            n_persons, n_garments = manifest["counts"]["persons"], manifest["counts"]["garments"]
+        else:
+            shards = Path(tempfile.mkdtemp(prefix="gpu-check-shards-")) / "shards"
+            t0 = time.time()
+            _build_shards(shards, size, n_persons, n_garments)
+            _SHARDS["build_s"] = time.time() - t0
+        _SHARDS.update(path=shards, size=size, persons=n_persons, garments=n_garments)
+    return _SHARDS["path"], _SHARDS["size"], _SHARDS["persons"], _SHARDS["garments"]
+
+
+def _compile_mode(a) -> str:
+    if getattr(a, "eager_only", False):
+        return "off"          # CI: the same code paths without inductor's cold compile (minutes on 2 cores)
+    return "default" if a.device == "cpu" else "reduce-overhead"
+
+
+def _decoded(shards: Path, variant: str, categories: tuple[str, ...]):
+    """[(category, GarmentInputs, PersonInputs)] of the shards, decoded as the worker decodes them."""
     import numpy as np
     import pyarrow.parquet as pq
-    import torch
 
     from gpvton_core import inputs as gin
-    from gpvton_core.generator import TryOnGenerator
-    from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
-    from gpvton_core.precision import native_bf16
-    from gpvton_core.warp import LFGPWarp
+    from gpvton_core.inference import GarmentInputs, PersonInputs
     from workers.render_actor import decode_png
 
-    size = 128 if a.quick else 512
-    width = 1 / 16 if a.quick else 1.0
-    n_persons, n_garments = (3, 6) if a.quick else a.catalogue
-    batch = 4 if a.quick else 8
-    prec = "bf16" if (a.device != "cpu" and native_bf16(a.device)[0]) else "fp32"
-    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    t0 = time.time()
-    shards = Path(a.shards) if a.shards else tmp / "shards"
-    if a.shards:   # prebuilt (a GPU box without Beam): python bench/gpu_check.py --build-shards DIR here
-        manifest = json.loads((shards / "manifest.json").read_text())
-        h, w, size = manifest["height"], manifest["width"], manifest["height"]
-        n_persons, n_garments = manifest["counts"]["persons"], manifest["counts"]["garments"]
-    else:
-        h, w = _build_shards(shards, size, n_persons, n_garments)
-    res["setup"] = {"resolution": [h, w], "width": width, "persons": n_persons, "garments": n_garments,
-                    "batch_size": batch, "precision": prec, "actors": 1, "shards_s": time.time() - t0}
-    # model-only: the same networks and settings on the same shards, inputs decoded beforehand
     prow = pq.read_table(shards / "persons").to_pylist()
     grow = pq.read_table(shards / "garments").to_pylist()
     work = []
-    for cat in ("upper", "lower", "dresses"):
+    for cat in categories:
         P = [gin.person_inputs(r["person_id"], decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
                                decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32), cat,
-                               "dresscode") for r in prow if cat in r["categories"]]
+                               variant) for r in prow if cat in r["categories"]]
         G = [gin.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
-                                decode_png(r["parts_png"], "L"), cat, "dresscode") for r in grow if r["category"] == cat]
+                                decode_png(r["parts_png"], "L"), cat, variant) for r in grow if r["category"] == cat]
         if P and G:
-            work.append((GarmentInputs.cat(G), PersonInputs.cat([p.inputs for p in P])))
-    torch.manual_seed(0)
-    pipe = TryOnPipeline(LFGPWarp("dresscode", width), TryOnGenerator(width), resolution=(h, w), device=a.device,
-                         precision=prec)
+            work.append((cat, GarmentInputs.cat(G), PersonInputs.cat([p.inputs for p in P])))
+    return work
 
-    def model_only() -> dict:
-        """A first pass visits every shape (allocator, cuDNN), the second one is timed."""
-        for _ in range(2):   # only the last pass's clock is kept
-            _sync(a.device)
-            t0, pairs = time.perf_counter(), 0
-            for garments, persons in work:
-                out = pipe.cross(pipe.encode_garments(garments), pipe.encode_persons(persons), batch_size=batch)
-                pairs += len(out.tryon)
-            _sync(a.device)
+
+def _fixed_pairs(pipe, work, batch: int, fixed: bool) -> int:
+    """Every (person, garment) pair of ``work``, person-major as the planner orders a unit."""
+    import torch
+
+    pairs = 0
+    for _, garments, persons in work:
+        gb, pb = pipe.encode_garments(garments), pipe.encode_persons(persons)
+        g, p = len(gb), len(pb)
+        out = pipe.run_pairs(gb, pb, torch.arange(g).repeat(p), torch.arange(p).repeat_interleave(g),
+                             batch_size=batch, fixed_shapes=fixed)
+        pairs += len(out.tryon)
+    return pairs
+
+
+def section_render(a, res: dict, budget: Budget) -> None:
+    """End to end against model-only, VITON-HD and Dress Code networks, compiled on CUDA."""
+    import torch
+
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.precision import native_bf16
+    from gpvton_core.warp import LFGPWarp
+
+    shards, size, n_persons, n_garments = shards_for(a)
+    from pipelines.demo import SIZES
+
+    h, w = SIZES[size]
+    width = 1 / 16 if a.quick else 1.0
+    batch = 4 if a.quick else 8
+    prec = "bf16" if (a.device != "cpu" and native_bf16(a.device)[0]) else "fp32"
+    compiled = a.device != "cpu"   # inductor on the CPU: the unit_profile / buckets sections
+    mode = _compile_mode(a) if compiled else "off"
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    res["setup"] = {"resolution": [h, w], "width": width, "persons": n_persons, "garments": n_garments,
+                    "batch_size": batch, "precision": prec, "actors": 1, "compile": mode,
+                    "shards_s": _SHARDS.get("build_s")}
+
+    def model_only(variant: str, cats: tuple[str, ...]) -> dict:
+        """The same networks and buckets on the same shards, inputs decoded beforehand; a first
+        pass compiles and visits every shape, the second is timed."""
+        work = _decoded(shards, variant, cats)
+        torch.manual_seed(0)
+        pipe = TryOnPipeline(LFGPWarp(variant, width), TryOnGenerator(width), resolution=(h, w), device=a.device,
+                             precision=prec, compile=False if mode == "off" else mode)
+        t0 = time.perf_counter()
+        _fixed_pairs(pipe, work, batch, compiled)
+        _sync(a.device)
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pairs = _fixed_pairs(pipe, work, batch, compiled)
+        _sync(a.device)
         el = time.perf_counter() - t0
-        return {"pairs": pairs, "seconds": el, "pairs_per_s": pairs / el,
-                "note": "random init Dress Code networks, all categories, inputs decoded beforehand, second pass"}
+        return {"pairs": pairs, "seconds": el, "pairs_per_s": pairs / el, "first_pass_s": warm,
+                "compile_shapes_s": pipe.warmup,
+                "note": f"random init {variant} networks, {', '.join(cats)}, inputs decoded beforehand, second pass"}
 
-    def end_to_end(job: Path, cudnn_benchmark: bool) -> dict:
+    def end_to_end(job: Path, variant: str, cats: tuple[str, ...]) -> dict:
         cmd = [sys.executable, "-m", "pipelines.cli", "render", "--shards", str(shards), "--output", str(job),
                "--random-weights", "--resolution", str(size), "--batch-size", str(batch), "--actors", "1",
                "--device", "cpu" if a.device == "cpu" else "cuda", "--precision", prec, "--no-progress",
-               "--set", f"model.width={width}", "--set", "model.variant=dresscode",
-               "--set", f"cudnn_benchmark={str(cudnn_benchmark).lower()}"]
+               "--set", f"model.width={width}", "--set", f"model.variant={variant}",
+               "--set", f"categories=[{', '.join(cats)}]", "--set", f"compile={'on' if compiled else 'off'}"]
+        if compiled:
+            cmd += ["--set", f"compile_mode={mode}", "--set", f"compile_cache={a.compile_cache}"]
         if not _installed("ray"):   # a bare GPU box: the same worker code, in process
             cmd += ["--set", "runner=local"]
             res["setup"]["runner"] = "local (no Ray installed)"
@@ -338,30 +398,223 @@ def section_render(a, res: dict) -> None:
         summary = json.loads((job / "summary.json").read_text())
         r["end_to_end"] = {k: summary.get(k) for k in ("pairs", "pairs_per_second", "render_seconds",
                                                         "elapsed_seconds", "counts")}
-        # steady state: the worker's own unit timings (start-up and model construction excluded)
-        busy = [json.loads(f.read_text()).get("seconds") for f in (job / "scores").glob("*.done")]
-        busy = [b for b in busy if isinstance(b, (int, float))]
-        r["steady_pairs_per_s"] = summary["pairs"] / sum(busy) if busy and summary.get("pairs") else None
+        r["compile_decision"] = json.loads((job / "job.json").read_text()).get("compile")
+        # steady state: the worker's own unit timings, without start-up and without compilation
+        marks = [json.loads(f.read_text()) for f in (job / "scores").glob("*.done")]
+        busy = sum(m.get("seconds") or 0 for m in marks)
+        comp = sum((m.get("compile") or {}).get("compile_s", 0.0) for m in marks)
+        r["compile_s"] = comp
+        r["steady_pairs_per_s"] = summary["pairs"] / (busy - comp) if busy > comp and summary.get("pairs") else None
         return r
 
-    cuda = torch.device(a.device).type == "cuda"
-    autotune = torch.backends.cudnn.benchmark   # the script's setting, restored after the comparison
-    for bench_on in ((False, True) if cuda else (False,)):
-        if cuda:
-            torch.backends.cudnn.benchmark = bench_on
-        mo = model_only()
-        e2e = end_to_end(tmp / f"job-cudnn-benchmark-{bench_on}", bench_on)
+    for variant, cats in (("vitonhd", ("upper",)), ("dresscode", ("upper", "lower", "dresses"))):
+        if budget.left() < (30 if a.quick else 90):
+            res[variant] = {"skipped": "time budget"}
+            continue
+        mo = model_only(variant, cats)
+        e2e = end_to_end(tmp / f"job-{variant}", variant, cats)
         e2e["model_only"] = mo
         e2e["pipeline_efficiency"] = e2e["end_to_end"]["pairs_per_second"] / mo["pairs_per_s"]
         if e2e["steady_pairs_per_s"]:
             e2e["pipeline_efficiency_steady"] = e2e["steady_pairs_per_s"] / mo["pairs_per_s"]
-        if not bench_on:   # the default settings: the section's headline
-            res.update(e2e)
-        else:
-            res["cudnn_benchmark_on"] = e2e
-        print(f"  render cudnn.benchmark={bench_on}: {e2e['end_to_end']['pairs_per_second']:.2f} pairs/s end to "
-              f"end, steady {e2e['steady_pairs_per_s'] or 0:.2f}, model-only {mo['pairs_per_s']:.2f}", flush=True)
-    torch.backends.cudnn.benchmark = autotune
+        res[variant] = e2e
+        print(f"  render {variant} ({mode}): {e2e['end_to_end']['pairs_per_second']:.2f} pairs/s end to end, "
+              f"steady {e2e['steady_pairs_per_s'] or 0:.2f}, model-only {mo['pairs_per_s']:.2f}", flush=True)
+
+
+# ---- fixed-shape buckets: eager against compiled ----------------------------------------------
+
+def section_buckets(a, res: dict, budget: Budget, save: Callable[[], None] = lambda: None) -> None:
+    """Per bucket (batch_size pairs, k persons per batch): warm-up and steady pairs/s, eager and compiled."""
+    import torch
+
+    from gpvton_core.generator import TryOnGenerator
+    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.precision import native_bf16
+    from gpvton_core.warp import LFGPWarp
+
+    if a.quick:   # the shapes of the unit_profile section's quick unit: inductor's cache serves both
+        (h, w), width, batch, buckets, reps, prec = (128, 96), 1 / 16, 1, [1], 2, "fp32"
+    else:
+        (h, w), width, batch, buckets, reps = (512, 384), 1.0, 8, a.buckets, 12
+        prec = "bf16" if native_bf16(a.device)[0] else "fp32"
+    res["setup"] = {"resolution": [h, w], "width": width, "batch": batch, "precision": prec, "reps": reps,
+                    "compile": _compile_mode(a)}
+    rows = res.setdefault("rows", [])
+    for k in buckets:
+        person, garment = random_inputs(k, batch, h, w)
+        gi, pi = torch.arange(batch), torch.arange(batch) % k    # k distinct persons in every batch
+        for mode in ("eager", _compile_mode(a)):
+            need = 10 if mode == "eager" else (60 if a.quick else 100)
+            row: dict[str, Any] = {"bucket": f"pairs {batch} persons {k}", "mode": mode}
+            if budget.left() < need:
+                rows.append({**row, "skipped": "time budget"})
+                continue
+            try:
+                torch.manual_seed(0)
+                pipe = TryOnPipeline(LFGPWarp("vitonhd", width), TryOnGenerator(width), resolution=(h, w),
+                                     device=a.device, precision=prec,
+                                     compile=False if mode == "eager" else (True if mode == "default" else mode))
+                gb, pb = pipe.encode_garments(garment), pipe.encode_persons(person)
+                t0 = time.perf_counter()
+                for _ in range(1 if mode == "eager" else 3):   # CUDA graphs: recorded on a later call than the first
+                    pipe.run_pairs(gb, pb, gi, pi, batch_size=batch, fixed_shapes=True)
+                _sync(a.device)
+                row["warmup_s"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    pipe.run_pairs(gb, pb, gi, pi, batch_size=batch, fixed_shapes=True)
+                _sync(a.device)
+                row["pairs_per_s"] = reps * batch / (time.perf_counter() - t0)
+                row["compile_shapes_s"] = pipe.warmup
+            except Exception as e:  # noqa: BLE001 — a compile error must not stop the rest
+                row["error"] = f"{type(e).__name__}: {e}"[:2000]
+            finally:
+                import torch._dynamo
+
+                torch._dynamo.reset()
+            rows.append(row)
+            print(f"  bucket {row['bucket']} {mode}: {row.get('pairs_per_s', row.get('skipped') or row.get('error'))}",
+                  flush=True)
+            save()
+
+
+# ---- one unit of the worker, profiled ----------------------------------------------------------
+
+def _unit_of(shards: Path, category: str, max_pairs: int) -> dict:
+    """A planner-like unit (person-major pairs) of the shards' first persons and garments of ``category``."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    persons = pq.read_table(shards / "persons", columns=["person_id", "categories"]).to_pylist()
+    garments = pq.read_table(shards / "garments", columns=["garment_id", "category"]).to_pylist()
+    gs = sorted(r["garment_id"] for r in garments if r["category"] == category)
+    ps = sorted(r["person_id"] for r in persons if category in r["categories"])
+    gs = gs[:max(1, int(math.ceil(math.sqrt(max_pairs))))]
+    ps = ps[:max(1, max_pairs // len(gs))]
+    part = "persons/part-00000.parquet", "garments/part-00000.parquet"
+    files = {"persons": {p: part[0] for p in ps}, "garments": {g: part[1] for g in gs}}
+    if len(list((shards / "persons").glob("*.parquet"))) != 1 or len(list((shards / "garments").glob("*.parquet"))) != 1:
+        files = {"persons": {}, "garments": {}}
+        for table, key, ids in (("persons", "person_id", ps), ("garments", "garment_id", gs)):
+            for f in sorted((shards / table).glob("*.parquet")):
+                for i in pq.read_table(f, columns=[key]).column(key).to_pylist():
+                    if i in ids:
+                        files[table][i] = f"{table}/{f.name}"
+    return {"unit_id": 0, "category": category, "person_ids": ps, "garment_ids": gs, "worn": {},
+            "pairs": [{"person_id": p, "garment_id": g, "version": "v"} for p in ps for g in gs], "files": files}
+
+
+def _kernel_kind(name: str) -> str:
+    n = name.lower()
+    if "memcpy dtoh" in n or "memcpy htod" in n or "memcpy" in n and "host" in n:
+        return "host copies"
+    if "memcpy" in n or "copy" in n or "memset" in n:
+        return "device copies (layout / dtype)"
+    if "conv" in n or "cudnn" in n or "gemm" in n or "xmma" in n or "sm90" in n or "sm80" in n:
+        return "convolutions / GEMM"
+    if "triton" in n:
+        return "fused (inductor)"
+    return "other kernels"
+
+
+def section_unit_profile(a, res: dict) -> None:
+    """torch.profiler around one unit of UnitProcessor (VITON-HD networks, upper), next to the
+    model-only time of its pairs: where the end-to-end time goes that the model does not take."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    import gpvton_core.scores as scores_mod
+    from gpvton_core.precision import native_bf16
+    from gpvton_core.transfer import HostCopy
+    from workers.render_actor import UnitProcessor, WorkerSettings, make_storage
+
+    shards, size, _, _ = shards_for(a)
+    from pipelines.demo import SIZES
+
+    h, w = SIZES[size]
+    width, batch = (1 / 16, 1) if a.quick else (1.0, 8)
+    prec = "bf16" if (a.device != "cpu" and native_bf16(a.device)[0]) else "fp32"
+    mode = _compile_mode(a)
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-unit-"))
+    unit = _unit_of(shards, "upper", 4 if a.quick else 64)
+    s = WorkerSettings(job_root=str(tmp / "warm"), shards_root=str(shards), variant="vitonhd", resolution=size,
+                       shard_size=(h, w), batch_size=batch, device=a.device, precision=prec, width=width,
+                       compile=mode, compile_cache_dir=a.compile_cache)
+    res["setup"] = {"resolution": [h, w], "width": width, "batch": batch, "precision": prec, "compile": mode,
+                    "pairs": len(unit["pairs"]), "persons": len(unit["person_ids"]),
+                    "garments": len(unit["garment_ids"])}
+    proc = UnitProcessor(s)
+    t0 = time.time()
+    warm = proc.process_unit(unit)   # compiles every bucket the unit needs
+    res["warmup"] = {"seconds": time.time() - t0, "compile": warm["compile"]}
+    proc._inputs.clear()
+    proc._feats.clear()
+    proc.storage = make_storage(str(tmp / "profiled"), {})
+
+    labels: dict[str, str] = {"_load_inputs": "read + decode", "_encode": "encoders", "_paste_back": "paste-back",
+                              "_finish_batch": "rows + hand images to writers"}
+
+    def labelled(fn, name):
+        def run(*args, **kw):
+            with record_function(name):
+                return fn(*args, **kw)
+        return run
+
+    for attr, name in labels.items():
+        setattr(proc, attr, labelled(getattr(proc, attr), name))
+    proc.pipe._decode = labelled(proc.pipe._decode, "networks: flow decoder")
+    proc.pipe._generate = labelled(proc.pipe._generate, "networks: generator")
+    orig_scores, orig_wait = scores_mod.compute_scores, HostCopy.wait
+    scores_mod.compute_scores = labelled(orig_scores, "scores")
+    HostCopy.wait = labelled(orig_wait, "host waits for the device")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device != "cpu" else [])
+    try:
+        with profile(activities=acts) as prof:
+            summary = proc.process_unit(unit)
+            _sync(a.device)
+    finally:
+        scores_mod.compute_scores, HostCopy.wait = orig_scores, orig_wait
+    # model-only: the same pipeline on the same decoded inputs and buckets
+    from gpvton_core.inference import GarmentInputs, PersonInputs
+
+    ins = proc._load_inputs("person", unit["person_ids"], "upper", unit["files"]["persons"])
+    gins = proc._load_inputs("garment", unit["garment_ids"], "upper", unit["files"]["garments"])
+    gin = GarmentInputs.cat([gins[g] for g in unit["garment_ids"]])
+    pin = PersonInputs.cat([ins[p].inputs for p in unit["person_ids"]])
+    _sync(a.device)
+    t0 = time.perf_counter()
+    _fixed_pairs(proc.pipe, [("upper", gin, pin)], batch, True)
+    _sync(a.device)
+    model_s = time.perf_counter() - t0
+
+    host: dict[str, float] = {}
+    for e in prof.key_averages():
+        if e.key in set(labels.values()) | {"networks: flow decoder", "networks: generator", "scores",
+                                             "host waits for the device"}:
+            host[e.key] = e.cpu_time_total / 1e3
+    gpu: dict[str, float] = {}
+    for e in prof.events():
+        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA:
+            k = _kernel_kind(e.name)
+            gpu[k] = gpu.get(k, 0.0) + e.time_range.elapsed_us() / 1e3
+    prep, comp = summary["phases"]["prep"], summary["phases"]["compute"]
+    total_ms = summary["seconds"] * 1e3
+    table = [{"cause": "unit end to end (worker seconds)", "ms": total_ms},
+             {"cause": "model only (same pairs, decoded inputs, warm)", "ms": model_s * 1e3},
+             {"cause": "gap", "ms": total_ms - model_s * 1e3},
+             {"cause": "read + decode phase (overlaps the previous unit in a job)", "ms": (prep[1] - prep[0]) * 1e3},
+             {"cause": "after compute: images written, scores file, marker",
+              "ms": total_ms - (prep[1] - prep[0]) * 1e3 - (comp[1] - comp[0]) * 1e3}]
+    table += [{"cause": f"host: {k}", "ms": v} for k, v in sorted(host.items(), key=lambda kv: -kv[1])]
+    if gpu:
+        busy = sum(gpu.values())
+        table += [{"cause": f"GPU: {k}", "ms": v} for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])]
+        table.append({"cause": "GPU idle during the compute phase", "ms": (comp[1] - comp[0]) * 1e3 - busy})
+    res["table"] = table
+    res["pairs_per_s"] = {"unit": len(unit["pairs"]) / summary["seconds"], "model_only": len(unit["pairs"]) / model_s}
+    res["summary"] = f"unit {res['pairs_per_s']['unit']:.2f} pairs/s, model-only {res['pairs_per_s']['model_only']:.2f}"
 
 
 # ---- where the GPU time goes --------------------------------------------------------------------
@@ -444,11 +697,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI on CPU)")
     ap.add_argument("--spec", default=os.environ.get("GPVTON_SPEC", str(DEFAULT_SPEC)), help="folder holding parity/")
-    ap.add_argument("--budget-s", type=float, default=270.0,
+    ap.add_argument("--budget-s", type=float, default=420.0,
                     help="wall-clock budget; compiled configs that would not fit are skipped")
     ap.add_argument("--grid", type=int, default=8, help="throughput: persons = garments per cross product")
     ap.add_argument("--render-timeout", type=float, default=150.0)
-    ap.add_argument("--sections", nargs="+", default=["parity", "throughput", "profile", "render", "compiled"])
+    ap.add_argument("--sections", nargs="+",
+                    default=["parity", "throughput", "profile", "unit_profile", "buckets", "render"],
+                    help="also: compiled (the cross-product compile of the throughput configs)")
+    ap.add_argument("--buckets", type=int, nargs="+", default=[1, 8], metavar="PERSONS",
+                    help="buckets section: persons per batch of 8 (powers of two up to 8)")
+    ap.add_argument("--eager-only", action="store_true",
+                    help="no torch.compile anywhere (CI's quick run: a cold CPU compile takes minutes)")
+    ap.add_argument("--compile-cache", default=os.path.expanduser("~/.cache/gpvton/inductor"),
+                    help="inductor's cache folder (TORCHINDUCTOR_CACHE_DIR), shared with the render runs")
     ap.add_argument("--compiled", nargs="+", metavar="PREC:BATCH:MODE",
                     help="compiled section: only these configs, e.g. bf16:32:reduce-overhead fp32:8:default")
     ap.add_argument("--shards", help="render section: prebuilt shards (for a GPU box without Beam)")
@@ -482,8 +743,12 @@ def main(argv: list[str] | None = None) -> int:
         _guarded("throughput", doc, a.out, lambda r: section_throughput(a, r, budget, compiled=False, save=save))
     if "profile" in a.sections:
         _guarded("profile", doc, a.out, lambda r: section_profile(a, r))
+    if "unit_profile" in a.sections:
+        _guarded("unit_profile", doc, a.out, lambda r: section_unit_profile(a, r))
+    if "buckets" in a.sections:
+        _guarded("buckets", doc, a.out, lambda r: section_buckets(a, r, budget, save=save))
     if "render" in a.sections:
-        _guarded("render", doc, a.out, lambda r: section_render(a, r))
+        _guarded("render", doc, a.out, lambda r: section_render(a, r, budget))
     if "compiled" in a.sections and not a.quick:
         _guarded("throughput", doc, a.out, lambda r: section_throughput(a, r, budget, compiled=True, save=save))
     finish(doc["machine"])
@@ -499,10 +764,17 @@ def main(argv: list[str] | None = None) -> int:
     pr = doc["sections"].get("profile", {})
     for k in pr.get("kernels", [])[:12]:
         print(f"  profile {k['ms']:8.2f} ms {k['calls']:5d}×  {k['name'][:90]}")
-    rd = doc["sections"].get("render", {})
-    if "pipeline_efficiency" in rd:
-        print(f"render: {rd['end_to_end']['pairs_per_second']:.2f} pairs/s end to end, model-only "
-              f"{rd['model_only']['pairs_per_s']:.2f}, efficiency {rd['pipeline_efficiency']:.2f}")
+    for r in doc["sections"].get("unit_profile", {}).get("table", []):
+        print(f"  unit {r['ms']:10.1f} ms  {r['cause']}")
+    for r in doc["sections"].get("buckets", {}).get("rows", []):
+        v = f"{r['pairs_per_s']:.2f} pairs/s, warm-up {r['warmup_s']:.1f} s" if "pairs_per_s" in r else \
+            r.get("skipped") or r.get("error", "")[:80]
+        print(f"  bucket {r['bucket']:<20} {r['mode']:<16} {v}")
+    for variant, rd in doc["sections"].get("render", {}).items():
+        if isinstance(rd, dict) and "pipeline_efficiency" in rd:
+            print(f"render {variant}: {rd['end_to_end']['pairs_per_second']:.2f} pairs/s end to end, model-only "
+                  f"{rd['model_only']['pairs_per_s']:.2f}, efficiency {rd['pipeline_efficiency']:.2f} "
+                  f"(steady {rd.get('pipeline_efficiency_steady') or 0:.2f}, compile {rd['compile_s']:.0f} s)")
     print(f"wrote {a.out} ({doc['total_s']:.0f} s)")
     return 0
 

@@ -54,10 +54,21 @@ old NCHW layout). ``precision`` (see :mod:`gpvton_core.precision`):
 ``compile=True`` wraps the decoder and the generator in ``torch.compile`` (inductor; a string
 names the mode, e.g. ``"reduce-overhead"`` for CUDA graphs); off by default
 (bench/bench_core.py and bench/gpu_check.py measure whether it pays on a machine).
+
+Fixed shapes (``run_pairs(..., fixed_shapes=True)``): a compiled graph is specialised to its input
+shapes, and the plain decoder takes the caller's whole garment / person tables (whose row counts
+change from unit to unit) and finds the rows a batch uses with ``torch.unique`` (a device sync and
+a data-dependent shape). With fixed shapes every chunk is padded to exactly ``batch_size`` pairs
+(repeating its last pair; the padded rows are dropped from the outputs) and decoded from
+per-chunk tables: the garment row of every pair, and the chunk's distinct persons padded to a
+power of two (:func:`person_bucket`). The compiled networks then see at most
+``1 + log2(batch_size)`` shapes, whatever the units look like, and no step syncs with the host.
+The results equal the plain path's up to float rounding.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Sequence, Union
@@ -76,7 +87,35 @@ Index = Union[Tensor, Sequence[int]]
 
 
 def _idx(i: Index, device: torch.device) -> Tensor:
-    return torch.as_tensor(i, dtype=torch.long, device=device)
+    """Indices on ``device``; host indices go through pinned memory (a plain copy to CUDA syncs)."""
+    if isinstance(i, Tensor) and i.device == device:
+        return i.long()
+    return to_device(_host_idx(i), device)
+
+
+def _rows(i: Index, device: torch.device) -> tuple[Tensor, list[int]]:
+    """(indices on ``device``, the same as a list); device indices cost a sync for the list."""
+    return _idx(i, device), _host_idx(i).tolist()
+
+
+def _host_idx(i: Index) -> Tensor:
+    """Indices on the host (a device tensor costs one sync here, so callers pass host indices)."""
+    return (i.detach().cpu() if isinstance(i, Tensor) else torch.as_tensor(i)).to(torch.long)
+
+
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """Host → device without blocking the host (pinned staging on CUDA; a no-op on the CPU)."""
+    if device.type != "cuda" or x.device.type != "cpu":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
+def person_bucket(n: int, batch_size: int) -> int:
+    """Rows of a chunk's person table for ``n`` distinct persons: 1, else the next power of two,
+    at most ``batch_size`` — so a chunk's shapes come from ``1 + log2(batch_size)`` cases."""
+    if n <= 1:
+        return 1
+    return min(1 << (n - 1).bit_length(), max(batch_size, n))
 
 
 def _parts_stacked(x: Tensor) -> Tensor:
@@ -110,7 +149,7 @@ class PersonInputs:
     def select(self, idx: Index) -> "PersonInputs":
         i = _idx(idx, self.image.device)
         return PersonInputs(*(getattr(self, k).index_select(0, i) for k in _PERSON_TENSORS),
-                            category=None if self.category is None else [self.category[j] for j in i.tolist()])
+                            category=None if self.category is None else [self.category[j] for j in _host_idx(idx).tolist()])
 
     def cond(self) -> Tensor:
         """B×51 warp condition: [DensePose one-hot ×2−1, pose, warp preserve mask]."""
@@ -155,9 +194,9 @@ class GarmentBatch:
         return self.clothes.shape[0]
 
     def select(self, idx: Index) -> "GarmentBatch":
-        i = _idx(idx, self.clothes.device)
+        i, rows = _rows(idx, self.clothes.device)
         return GarmentBatch(self.features.select(i), *(getattr(self, k).index_select(0, i) for k in _GARMENT_ROWS),
-                            category=[self.category[j] for j in i.tolist()])
+                            category=[self.category[j] for j in rows])
 
     @staticmethod
     def cat(items: Sequence["GarmentBatch"]) -> "GarmentBatch":
@@ -182,7 +221,8 @@ class PersonBatch:
 
     def select(self, idx: Index) -> "PersonBatch":
         i = _idx(idx, self.preserve_warp_lr.device)
-        return PersonBatch(self.features.select(i), self.preserve_warp_lr.index_select(0, i), self.inputs.select(i))
+        return PersonBatch(self.features.select(i), self.preserve_warp_lr.index_select(0, i),
+                           self.inputs.select(idx if self.inputs.category is not None else i))
 
     @staticmethod
     def cat(items: Sequence["PersonBatch"]) -> "PersonBatch":
@@ -205,7 +245,15 @@ class TryOnOutputs:
 
     @staticmethod
     def cat(items: Sequence["TryOnOutputs"]) -> "TryOnOutputs":
+        if len(items) == 1:
+            return items[0]
         return TryOnOutputs(**{f.name: torch.cat([getattr(o, f.name) for o in items]) for f in fields(TryOnOutputs)})
+
+    def head(self, n: int) -> "TryOnOutputs":
+        """The first ``n`` rows (padded pairs dropped)."""
+        if n == len(self.tryon):
+            return self
+        return TryOnOutputs(**{f.name: getattr(self, f.name)[:n] for f in fields(TryOnOutputs)})
 
 
 class TryOnPipeline:
@@ -246,6 +294,10 @@ class TryOnPipeline:
         self.compiled: Union[bool, str] = compile
         self._decode = self.warp.decode_pairs
         self._generate = self.generator.infer
+        # CUDA graphs reuse their output buffers on the next replay: outputs are cloned, steps marked
+        self._graphs = bool(compile) and self.device.type == "cuda" and "reduce-overhead" in str(compile)
+        #: seconds of the first call of each compiled shape (compilation + first run), by shape
+        self.warmup: dict[str, float] = {}
         if compile:  # True: inductor's default mode; a string names the mode ("reduce-overhead": CUDA graphs)
             mode = None if compile is True else str(compile)
             self._decode = torch.compile(self.warp.decode_pairs, mode=mode, dynamic=False)
@@ -306,7 +358,10 @@ class TryOnPipeline:
             tm = self._net(self._lowres(asm.type_map(cats, self.resolution, self.out_dtype, self.device), True))
         x = self._net(torch.cat((self._lowres(clothes, True), self._lowres(label, False)), 1))
         feats = self.warp.encode_garment(x, tm)
-        feats = GarmentFeatures([f.to(self._garment_dtype) for f in feats.pyramid], feats.type_map)
+        # the type map is a per-garment constant (asm.type_map): the decoder's SPADE layers take it
+        # as B×1×1×1, which spares them a host sync per layer (gpvton_core.blocks.SPADE)
+        feats = GarmentFeatures([f.to(self._garment_dtype) for f in feats.pyramid],
+                                None if feats.type_map is None else feats.type_map[:, :, :1, :1].contiguous())
         return GarmentBatch(feats, self._lowres(parts, False), clothes, parts, part_cls, extra_cls, cats)
 
     @torch.inference_mode()
@@ -321,11 +376,27 @@ class TryOnPipeline:
         return PersonBatch(feats, self._lowres(pin.preserve_warp, False), pin)
 
     # -- pairs ---------------------------------------------------------------------------------
+    def _call(self, fn, *args):
+        """A network call; under CUDA graphs each call is a new step and its outputs are copied out
+        of the graph's buffers (the next replay overwrites them)."""
+        if not self._graphs:
+            return fn(*args)
+        torch.compiler.cudagraph_mark_step_begin()
+        out = fn(*args)
+        return tuple(o.clone() for o in out) if isinstance(out, tuple) else out.clone()
+
     @torch.inference_mode()
-    def _run_chunk(self, gb: GarmentBatch, pb: PersonBatch, gi: Tensor, pi: Tensor) -> TryOnOutputs:
-        last_flow, seg_logits = self._decode(gb.features, pb.features, gi, pi,
-                                             _parts_stacked(gb.parts_warp.index_select(0, gi).unsqueeze(2)),
-                                             pb.preserve_warp_lr.index_select(0, pi))
+    def _run_chunk(self, gb: GarmentBatch, pb: PersonBatch, gi: Tensor, pi: Tensor,
+                   compact: bool = False) -> TryOnOutputs:
+        """Pairs (gi[b], pi[b]). ``compact``: gb has one row per pair (gi = arange) and pb only the
+        chunk's persons (see the module docstring, fixed shapes)."""
+        parts_lr = _parts_stacked(gb.parts_warp.index_select(0, gi).unsqueeze(2))
+        pres_lr = pb.preserve_warp_lr.index_select(0, pi)
+        if compact:
+            last_flow, seg_logits = self._call(self._decode, gb.features, pb.features, None,
+                                               None if len(pb) == 1 else pi, parts_lr, pres_lr, True)
+        else:
+            last_flow, seg_logits = self._call(self._decode, gb.features, pb.features, gi, pi, parts_lr, pres_lr)
         flow = last_flow.to(self.out_dtype)
         seg = asm.seg_argmax(seg_logits)
         if self.half_res_warp:
@@ -345,15 +416,19 @@ class TryOnPipeline:
         x, edge = asm.generator_input(person.image.index_select(0, pi), preserve_gen,
                                       cloth, label, person.skin.index_select(0, pi),
                                       person.pose.index_select(0, pi), self.variant)
-        raw = self._generate(self._net(x)).to(self.out_dtype).contiguous()
+        raw = self._call(self._generate, self._net(x)).to(self.out_dtype).contiguous()
         tryon, rendered, mask = asm.compose(raw, cloth, edge)
         return TryOnOutputs(tryon, cloth, label.round().long(), mask, rendered, seg.long(), warped_parts,
                             asm.generator_preserve(preserve_gen, edge, self.variant))
 
     def run_pairs(self, garments: GarmentBatch, persons: PersonBatch, garment_idx: Index, person_idx: Index,
-                  batch_size: int = 4) -> TryOnOutputs:
-        """Try-on of pairs (garment_idx[n], person_idx[n]) in chunks of ``batch_size``."""
-        gi, pi = _idx(garment_idx, self.device), _idx(person_idx, self.device)
+                  batch_size: int = 4, fixed_shapes: bool = False) -> TryOnOutputs:
+        """Try-on of pairs (garment_idx[n], person_idx[n]) in chunks of ``batch_size``.
+
+        Pass host indices (lists or CPU tensors): device indices cost a sync. ``fixed_shapes``:
+        see the module docstring (what a compiled pipeline needs).
+        """
+        gi, pi = _host_idx(garment_idx), _host_idx(person_idx)
         if gi.shape != pi.shape or gi.dim() != 1 or gi.numel() == 0:
             raise ValueError("garment_idx and person_idx must be equal-length, non-empty 1-D index lists")
         if persons.inputs.category is not None:
@@ -361,9 +436,35 @@ class TryOnPipeline:
                    if persons.inputs.category[p] != garments.category[g]]
             if bad:
                 raise ValueError(f"category mismatch for (garment, person) pairs {bad[:5]}")
-        outs = [self._run_chunk(garments, persons, gi[s:s + batch_size], pi[s:s + batch_size])
-                for s in range(0, gi.numel(), batch_size)]
+        if fixed_shapes:
+            outs = [self._run_fixed(garments, persons, gi[s:s + batch_size], pi[s:s + batch_size], batch_size)
+                    for s in range(0, gi.numel(), batch_size)]
+        else:
+            gd, pd = to_device(gi, self.device), to_device(pi, self.device)
+            outs = [self._run_chunk(garments, persons, gd[s:s + batch_size], pd[s:s + batch_size])
+                    for s in range(0, gi.numel(), batch_size)]
         return TryOnOutputs.cat(outs)
+
+    def _run_fixed(self, gb: GarmentBatch, pb: PersonBatch, gi: Tensor, pi: Tensor, batch_size: int) -> TryOnOutputs:
+        """One chunk at exactly ``batch_size`` pairs from per-chunk tables (host indices in)."""
+        n = gi.numel()
+        if n < batch_size:   # pad with the last pair: computed, then dropped
+            gi = torch.cat((gi, gi[-1:].expand(batch_size - n)))
+            pi = torch.cat((pi, pi[-1:].expand(batch_size - n)))
+        used, inv = torch.unique(pi, sorted=True, return_inverse=True)   # on the host: no sync
+        k = person_bucket(used.numel(), batch_size)
+        used = torch.cat((used, used[-1:].expand(k - used.numel())))
+        dev = self.device
+        gsel, psel = gb.select(gi), pb.select(used)
+        gsel.features = GarmentFeatures([f.contiguous(memory_format=self._fmt) for f in gsel.features.pyramid],
+                                        gsel.features.type_map)
+        psel.features = PersonFeatures([f.contiguous(memory_format=self._fmt) for f in psel.features.pyramid])
+        key = f"pairs {batch_size} persons {k}"
+        t0 = time.perf_counter() if self.compiled and key not in self.warmup else None
+        out = self._run_chunk(gsel, psel, to_device(torch.arange(batch_size), dev), to_device(inv, dev), compact=True)
+        if t0 is not None:
+            self.warmup[key] = time.perf_counter() - t0
+        return out.head(n)
 
     def cross(self, garments: GarmentBatch, persons: PersonBatch, batch_size: int = 4) -> TryOnOutputs:
         """All P×G pairs; row n = (person n // G, garment n % G)."""
@@ -386,5 +487,5 @@ def build_pipeline(variant: str = "vitonhd", width: float = 1.0, **kwargs) -> Tr
 
 
 __all__ = ["PersonInputs", "GarmentInputs", "GarmentBatch", "PersonBatch", "TryOnOutputs", "TryOnPipeline",
-           "build_pipeline"]
+           "build_pipeline", "person_bucket", "to_device"]
 

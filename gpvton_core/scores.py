@@ -142,10 +142,11 @@ def parse_miou(label: Tensor, target: Tensor, num_classes: int = 10) -> Tensor:
 @torch.no_grad()
 def compute_scores(*, tryon: Tensor, photo: Tensor, preserve_gen: Tensor, part_warped: Tensor, seg: Tensor,
                    classes: Tensor, preserve_warp: Tensor, label: Tensor, targets: Tensor,
-                   paired: Tensor) -> dict[str, Tensor]:
+                   paired: Tensor, to_cpu: bool = True) -> dict[str, Tensor]:
     """All four scores for a batch of B pairs (float32 tensors of length B, NaN = undefined).
 
     ``paired`` (B bool) selects the rows for which ``ssim`` and ``parse_miou`` are defined.
+    ``to_cpu=False`` leaves them on the device (a caller that copies asynchronously).
     """
     b = tryon.shape[0]
     dev = tryon.device
@@ -155,7 +156,7 @@ def compute_scores(*, tryon: Tensor, photo: Tensor, preserve_gen: Tensor, part_w
     paired = paired.to(dev).bool()
     out["ssim"] = torch.where(paired, s.float(), _nan(b, dev))
     out["parse_miou"] = torch.where(paired, parse_miou(label, targets), _nan(b, dev))
-    return {k: v.float().cpu() for k, v in out.items()}
+    return {k: v.float().cpu() if to_cpu else v.float() for k, v in out.items()}
 
 
 @dataclass

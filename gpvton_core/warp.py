@@ -246,7 +246,7 @@ class FlowDecoder(nn.Module):
 
     def infer(self, gpyr: Sequence[Tensor], ppyr: Sequence[Tensor], part_masks: Tensor, preserve: Tensor,
               type_map: Optional[Tensor] = None, garment_rows: Optional[Tensor] = None,
-              person_rows: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+              person_rows: Optional[Tensor] = None, compact: bool = False) -> tuple[Tensor, Tensor]:
         """Inference decoder → (last_flow 3B×2×H×W, seg_logits B×C×H×W) in the flow dtype.
 
         gpyr / ppyr: pyramids of R garment / U person rows (any dtype the policy chose);
@@ -254,6 +254,11 @@ class FlowDecoder(nn.Module):
         row b of both). part_masks: 3B×1×H×W per pair ([left; middle; right]); preserve:
         B×1×H×W per pair; type_map: R×1×H×W per garment row (Dress Code). The flow dtype is
         float64 for float64 features, else float32.
+
+        ``compact=True`` promises that every row is used (the caller gathered per-batch tables):
+        the unused-row search (``torch.unique``, a device sync and a data-dependent shape) is
+        skipped, so the shapes depend only on the tensor shapes and ``torch.compile`` sees one
+        graph; person_rows None then means row b, or row 0 for every pair when there is one row.
         """
         b = part_masks.shape[0] // 3
         dev = gpyr[0].device
@@ -261,11 +266,16 @@ class FlowDecoder(nn.Module):
         gi = torch.arange(b, device=dev) if garment_rows is None else garment_rows.to(dev)
         pi = torch.arange(b, device=dev) if person_rows is None else person_rows.to(dev)
         gi3 = gi.repeat(3)
-        g_used, g_inv = _used_rows(gi, gpyr[0].shape[0])  # only garment / person rows some pair reads
-        p_used, p_inv = _used_rows(pi, ppyr[0].shape[0])
-        n_p = ppyr[0].shape[0] if p_used is None else p_used.numel()
-        # person-side tensors of the used rows reach the pairs by broadcasting (one person) or by p_inv
-        rows_p = None if n_p == 1 or (n_p == b and bool((p_inv == torch.arange(b, device=dev)).all())) else p_inv
+        if compact:   # the caller's tables hold only used rows: no search, no sync
+            g_used, g_inv, p_used = None, gi, None
+            n_p = ppyr[0].shape[0]
+            rows_p = None if n_p == 1 or person_rows is None else pi
+        else:
+            g_used, g_inv = _used_rows(gi, gpyr[0].shape[0])  # only garment / person rows some pair reads
+            p_used, p_inv = _used_rows(pi, ppyr[0].shape[0])
+            n_p = ppyr[0].shape[0] if p_used is None else p_used.numel()
+            # person-side tensors of the used rows reach the pairs by broadcasting (one person) or by p_inv
+            rows_p = None if n_p == 1 or (n_p == b and bool((p_inv == torch.arange(b, device=dev)).all())) else p_inv
         tm = None if type_map is None else type_map.index_select(0, gi)
         mains = (self.netLeftMain, self.netTorsoMain, self.netRightMain)
         refines = (self.netLeftRefine, self.netTorsoRefine, self.netRightRefine)
@@ -400,15 +410,17 @@ class LFGPWarp(nn.Module):
                               part_images, image, mask, mode)
 
     def decode_pairs(self, garment: GarmentFeatures, person: PersonFeatures, garment_rows: Optional[Tensor],
-                     person_rows: Optional[Tensor], part_masks: Tensor, preserve: Tensor) -> tuple[Tensor, Tensor]:
+                     person_rows: Optional[Tensor], part_masks: Tensor, preserve: Tensor,
+                     compact: bool = False) -> tuple[Tensor, Tensor]:
         """Inference decode of pairs (garment_rows[b], person_rows[b]) straight from encoded rows.
 
         No rows are copied per pair; part_masks 3B×1×H×W and preserve B×1×H×W are per pair.
-        Rows None: pair b = garment row b and person row b.
+        Rows None: pair b = garment row b and person row b (a single person row: every pair's).
+        ``compact``: every row is used (see :meth:`FlowDecoder.infer`) — no data-dependent shapes.
         Returns (last_flow 3B×2×H×W, seg_logits B×C×H×W) in float32 (float64 for float64 features).
         """
         return self.aflow_net.infer(garment.pyramid, person.pyramid, part_masks, preserve, garment.type_map,
-                                    garment_rows, person_rows)
+                                    garment_rows, person_rows, compact)
 
     def forward(self, cond: Tensor, garment: Tensor, garment_mask: Tensor, garment_label: Tensor,
                 garment_left: Tensor, garment_mid: Tensor, garment_right: Tensor,

@@ -88,6 +88,21 @@ class WorkerSettings:
     cudnn_benchmark: bool = False        # cuDNN autotuning per new input shape (CUDA only)
     cache_items: int = 256
     log_level: int = logging.INFO        # of the worker's log file (JOB/logs/), Ray actors only
+    compile: str = "off"                 # off, or the torch.compile mode: default | reduce-overhead | …
+    fixed_shapes: bool = False           # every network call at batch_size pairs (implied by compile)
+    compile_cache_dir: Optional[str] = None   # TORCHINDUCTOR_CACHE_DIR (per host; None: inductor's default)
+    writer_threads: int = 0              # image encode + write threads (0: the host's cores, 4..16)
+
+
+def writer_threads(requested: int = 0) -> int:
+    """Threads that encode and write images: JPEG encoding releases the GIL, so one per core."""
+    if requested > 0:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        cores = os.cpu_count() or 4
+    return max(4, min(16, cores))
 
 
 # --- storage and shard access ---------------------------------------------------------------
@@ -209,8 +224,14 @@ class UnitProcessor:
             torch.backends.cudnn.benchmark = self.s.cudnn_benchmark
         warp, gen = build_models(self.s)
         # the 1024 path (warp at half resolution) follows from the shard (render) size
+        mode = self.s.compile
+        if mode != "off" and self.s.compile_cache_dir:   # compiled kernels kept for later actors and runs
+            os.makedirs(self.s.compile_cache_dir, exist_ok=True)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.s.compile_cache_dir
+        self.fixed_shapes = self.s.fixed_shapes or mode != "off"
         self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
-                                  precision=self.s.precision)
+                                  precision=self.s.precision,
+                                  compile=False if mode == "off" else (True if mode == "default" else mode))
         self.precision = {k: v for k, v in self.pipe.precision_info().items() if k in ("requested", "resolved", "reason")}
         self.reader = ShardReader(self.s.shards_root, self.s.s3)
         self.storage = make_storage(self.s.job_root, self.s.s3)
@@ -227,7 +248,8 @@ class UnitProcessor:
         self.units_done = 0
         from concurrent.futures import ThreadPoolExecutor
 
-        self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpvton-write")
+        self._writer = ThreadPoolExecutor(max_workers=writer_threads(self.s.writer_threads),
+                                          thread_name_prefix="gpvton-write")
         # Units may run on two threads (a Ray actor with max_concurrency 2): one reads and decodes
         # the next unit while the other computes; the networks and their caches take one at a time.
         self._prep_lock = threading.Lock()
@@ -309,26 +331,36 @@ class UnitProcessor:
         """The unit's encoded persons / garments as one batch each, with id → row maps."""
         import torch
 
-        from gpvton_core.inference import GarmentBatch, PersonBatch
+        from gpvton_core.inference import GarmentBatch, PersonBatch, to_device
 
         pids = sorted({p for p, _ in good})
         gids = sorted({g for _, g in good})
         return {"pb": PersonBatch.cat([pfeat[p] for p in pids]), "gb": GarmentBatch.cat([gfeat[g] for g in gids]),
                 "ppos": {p: n for n, p in enumerate(pids)}, "gpos": {g: n for n, g in enumerate(gids)},
-                "targets": torch.cat([persons[p].targets for p in pids]).to(self.device),
-                "background": torch.cat([persons[p].background for p in pids]).to(self.device)}
+                "targets": to_device(torch.cat([persons[p].targets for p in pids]), self.device),
+                "background": to_device(torch.cat([persons[p].background for p in pids]), self.device)}
 
     def _run_batch(self, pairs: list[tuple[str, str]], ub: dict[str, Any], category: str,
-                   worn: dict[str, Any]) -> dict[str, Any]:
-        """Run B pairs; returns CPU tensors: tryon, cloth, label and the scores."""
+                   worn: dict[str, Any]):
+        """Queue B pairs on the device; returns a :class:`~gpvton_core.transfer.HostCopy` whose
+        ``wait()`` gives host tensors: tryon, cloth, label, alpha and the scores (B×4, SCORE_NAMES).
+
+        Nothing here waits for the device: indices go up through pinned memory and the results
+        come down the same way, so the caller launches the next batch before it waits for this one.
+        With fixed shapes the networks always see ``batch_size`` pairs (padding dropped in the pipeline).
+        """
         import torch
 
-        from gpvton_core.scores import compute_scores
+        from gpvton_core.inference import to_device
+        from gpvton_core.scores import SCORE_NAMES, compute_scores
+        from gpvton_core.transfer import copy_to_host
 
-        pi = torch.as_tensor([ub["ppos"][p] for p, _ in pairs], device=self.device)
-        gi = torch.as_tensor([ub["gpos"][g] for _, g in pairs], device=self.device)
+        pi_h = [ub["ppos"][p] for p, _ in pairs]
+        gi_h = [ub["gpos"][g] for _, g in pairs]
         gb, pb = ub["gb"], ub["pb"]
-        out = self.pipe.run_pairs(gb, pb, gi, pi, batch_size=len(pairs))
+        bs = max(1, self.s.batch_size) if self.fixed_shapes else len(pairs)
+        out = self.pipe.run_pairs(gb, pb, gi_h, pi_h, batch_size=bs, fixed_shapes=self.fixed_shapes)
+        pi, gi = to_device(torch.tensor(pi_h), self.device), to_device(torch.tensor(gi_h), self.device)
         tryon = out.tryon.float()
         person = pb.inputs  # float32 on the device
         alpha = None
@@ -344,11 +376,13 @@ class UnitProcessor:
                 part_warped=out.warped_part_masks, seg=out.seg[:, 0], classes=gb.part_cls.index_select(0, gi),
                 preserve_warp=person.preserve_warp.index_select(0, pi), label=out.warped_label[:, 0],
                 targets=ub["targets"].index_select(0, pi),
-                paired=torch.tensor([worn.get(p) == g for p, g in pairs]))
+                paired=to_device(torch.tensor([worn.get(p) == g for p, g in pairs]), self.device), to_cpu=False)
+            finite = torch.isfinite(tryon).flatten(1).all(1)
         debug = self.s.debug   # the warped garment and label are written only as debug outputs
-        return {"tryon": tryon.cpu(), "cloth": out.warped_cloth.float().cpu() if debug else None,
-                "label": out.warped_label[:, 0].cpu() if debug else None,
-                "alpha": None if alpha is None else alpha[:, 0].cpu(), "scores": scores}
+        return copy_to_host({"tryon": tryon, "cloth": out.warped_cloth.float() if debug else None,
+                             "label": out.warped_label[:, 0] if debug else None,
+                             "alpha": None if alpha is None else alpha[:, 0],
+                             "scores": torch.stack([scores[k] for k in SCORE_NAMES], 1), "finite": finite})
 
     def _paste_back(self, tryon, photo, out, background, part_cls):
         """The delivered image: the photo's own pixels where nothing may change (the generator-stage
@@ -469,58 +503,74 @@ class UnitProcessor:
                  versions: Optional[dict[tuple[str, str], str]] = None) -> list[tuple[Any, dict]]:
         """Encode, run the pairs in batches, score them and hand the images to the writer threads;
         appends a row per pair to ``rows`` and returns (pending write, row) for the written ones."""
-        import torch
-
-        from gpvton_core.scores import judge
-
         good, pfeat, gfeat = self._encode_unit(uid, category, good, persons, garments, rows, error_row)
         ub = self._unit_batches(good, persons, pfeat, gfeat) if good else None
         bs = max(1, self.s.batch_size)
         batches = deque(good[i:i + bs] for i in range(0, len(good), bs))
         writes: list[tuple[Any, dict[str, Any]]] = []
-        while batches:
-            batch = batches.popleft()
-            tb = time.time()
-            try:
-                res = self._run_batch(batch, ub, category, worn)
-            except Exception as exc:  # noqa: BLE001
-                if len(batch) > 1:  # isolate the failing pair(s)
-                    log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
-                    batches.extendleft([[x] for x in reversed(batch)])
+        # one batch in flight: batch n+1 is queued on the device before batch n's results are awaited
+        inflight: Optional[tuple[list[tuple[str, str]], Any]] = None
+        last = time.time()
+        while batches or inflight is not None:
+            launched = None
+            if batches:
+                batch = batches.popleft()
+                try:
+                    launched = (batch, self._run_batch(batch, ub, category, worn))
+                except Exception as exc:  # noqa: BLE001
+                    if len(batch) > 1:  # isolate the failing pair(s)
+                        log.warning("unit %d: batch of %d failed (%s); retrying pair by pair", uid, len(batch), exc)
+                        batches.extendleft([[x] for x in reversed(batch)])
+                    else:
+                        rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n"
+                                                         f"{traceback.format_exc(limit=3)}"))
                     continue
-                rows.append(error_row(*batch[0], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-                continue
-            per_pair = (time.time() - tb) / len(batch)
-            for j, (p, g) in enumerate(batch):
-                t = res["tryon"][j]
-                if not bool(torch.isfinite(t).all()):
-                    rows.append(error_row(p, g, "non-finite values in the try-on output"))
-                    continue
-                version = (versions or {}).get((p, g), "")
-                key = self.output_key(category, p, g, version=version)
-                original = None
-                if self.s.frame == "original":
-                    try:
-                        original = (self._original(p), self._photo_meta[p][1],
-                                    None if res["alpha"] is None else res["alpha"][j])
-                    except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
-                        rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
-                                                    f"{type(exc).__name__}: {exc}"))
-                        continue
-                # encode + write on the writer threads: overlaps the next batch's compute
-                fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
-                                          res["cloth"][j] if self.s.debug else None,
-                                          res["label"][j] if self.s.debug else None, original, version)
-                sc = {k: float(v[j]) for k, v in res["scores"].items()}
-                verdict = judge(sc, self.thresholds)
-                row = dict(
-                    unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
-                    output_uri=self.storage.url(key), output_key=key,
-                    **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
-                    flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair, version=version or None)
-                rows.append(row)
-                writes.append((fut, row))
+            if inflight is not None:
+                done, inflight = inflight, None
+                res = done[1].wait()
+                now = time.time()
+                self._finish_batch(done[0], res, (now - last) / len(done[0]), uid, category, worn, rows, writes,
+                                   error_row, versions)
+                last = now
+            inflight = launched
         return writes
+
+    def _finish_batch(self, batch: list[tuple[str, str]], res: dict[str, Any], per_pair: float, uid: int,
+                      category: str, worn: dict, rows: list[dict], writes: list, error_row: Callable[..., dict],
+                      versions: Optional[dict[tuple[str, str], str]]) -> None:
+        """Rows and image writes of one finished batch (host tensors from :meth:`_run_batch`)."""
+        from gpvton_core.scores import SCORE_NAMES, judge
+
+        scores = res["scores"].tolist()
+        finite = res["finite"].tolist()
+        for j, (p, g) in enumerate(batch):
+            if not finite[j]:
+                rows.append(error_row(p, g, "non-finite values in the try-on output"))
+                continue
+            version = (versions or {}).get((p, g), "")
+            key = self.output_key(category, p, g, version=version)
+            original = None
+            if self.s.frame == "original":
+                try:
+                    original = (self._original(p), self._photo_meta[p][1],
+                                None if res["alpha"] is None else res["alpha"][j])
+                except Exception as exc:  # noqa: BLE001 - the photo moved or cannot be decoded
+                    rows.append(error_row(p, g, f"original photo unreadable for frame 'original': "
+                                                f"{type(exc).__name__}: {exc}"))
+                    continue
+            # encode + write on the writer threads: overlaps the next batch's compute
+            fut = self._writer.submit(self._write_outputs, key, category, p, g, res["tryon"][j],
+                                      res["cloth"][j] if self.s.debug else None,
+                                      res["label"][j] if self.s.debug else None, original, version)
+            sc = dict(zip(SCORE_NAMES, scores[j]))
+            verdict = judge(sc, self.thresholds)
+            row = dict(
+                unit_id=uid, person_id=p, garment_id=g, category=category, paired=worn.get(p) == g,
+                output_uri=self.storage.url(key), output_key=key,
+                **{k: (None if math.isnan(v) else v) for k, v in sc.items()},
+                flag=verdict.flag, reason=verdict.reason, error=None, seconds=per_pair, version=version or None)
+            rows.append(row)
+            writes.append((fut, row))
 
     def process_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
         """Render one unit; returns its summary (counts, seconds). Writes scores + marker last.
@@ -570,8 +620,10 @@ class UnitProcessor:
         queued = time.time()
         with self._compute_lock:   # one unit at a time on the networks (the device)
             compute = [time.time()]
+            warm_before = dict(self.pipe.warmup)
             writes = self._compute(uid, category, good, persons, garments, worn, rows, error_row, versions)
             compute.append(time.time())
+            warm = {k: v for k, v in self.pipe.warmup.items() if k not in warm_before}
         waited += compute[0] - queued
         for fut, row in writes:  # every image is stored before the scores file and the marker
             try:
@@ -596,6 +648,9 @@ class UnitProcessor:
                    "model_seconds": float(sum(r["seconds"] or 0 for r in rows)), "pid": os.getpid(),
                    "storage_failures_injected": failpoints.storage_failures_injected(),
                    "precision": self.precision,
+                   # first calls of new compiled shapes in this unit (compilation): steady pairs/s leaves them out
+                   "compile": {"mode": self.s.compile, "fixed_shapes": self.fixed_shapes,
+                               "compile_s": float(sum(warm.values())), "shapes": warm},
                    "phases": {"prep": prep, "compute": compute}}   # epoch seconds
         self.storage.mark_done(key, summary)
         with self._prep_lock:

@@ -142,6 +142,40 @@ def resolve_precision(requested: str, device: str) -> dict:
     return out
 
 
+def resolve_compile(cfg: RenderConfig, device: str, pairs_per_actor: int, basis: str) -> dict:
+    """Whether the workers compile (decided once, on the driver; written into job.json).
+
+    Compiling costs a warm-up per shape and actor (H200, official width: ≈70 s cold, seconds from
+    the per-host kernel cache) and saves ≈5 ms a pair (71 → 112–132 pairs/s model-only), so
+    ``auto`` compiles on CUDA when a run renders at least ``compile_min_pairs`` per actor. On the
+    CPU inductor took minutes for the tiny test networks and has not been measured to pay: off.
+    """
+    mode = cfg.compile_mode if device == "cuda" else "default"
+    if cfg.compile == "on":
+        on, reason = True, "requested"
+    elif cfg.compile == "off":
+        on, reason = False, "requested"
+    elif device != "cuda":
+        on, reason = False, f"auto: device {device} (compiling has not been measured to pay off the GPU)"
+    else:
+        on = pairs_per_actor >= cfg.compile_min_pairs
+        reason = (f"auto: {pairs_per_actor} pairs per actor ({basis}) "
+                  f"{'≥' if on else '<'} compile_min_pairs {cfg.compile_min_pairs}")
+    cache = os.path.expanduser(cfg.compile_cache) if cfg.compile_cache else None
+    return {"requested": cfg.compile, "resolved": "on" if on else "off", "mode": mode if on else "off",
+            "reason": reason, "fixed_shapes": on, "cache_dir": cache if on else None}
+
+
+def _with_compile(cfg: RenderConfig, settings, device: str, pairs: int, basis: str):
+    """(settings with the compile decision, the decision) for ``pairs`` spread over the actors."""
+    from dataclasses import replace
+
+    actors = cfg.actors if cfg.runner == "ray" else 1
+    info = resolve_compile(cfg, device, pairs // max(1, actors), basis)
+    return replace(settings, compile=info["mode"], fixed_shapes=info["fixed_shapes"],
+                   compile_cache_dir=info["cache_dir"]), info
+
+
 def _masked_config(cfg: RenderConfig) -> dict:
     data = resolved(cfg)
     if data.get("s3", {}).get("secret_access_key"):
@@ -253,9 +287,12 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         log_level=logging.DEBUG if is_verbose() else logging.INFO)
     folder = JobFolder(job.root, storage=job)
     pool = None
+    compile_info = None
     if cfg.runner == "ray" and not cfg.dry_run and (cfg.force or not job.exists("index/manifest.json")):
         # a new catalogue certainly has work: start the actors now, so that their start-up (Python,
         # torch, the networks) overlaps the planning, hashing and writing below
+        settings, compile_info = _with_compile(cfg, settings, device, persons.num_rows * garments.num_rows,
+                                               "catalogue bound, new catalogue")
         pool = _start_pool(cfg, settings, s3, stack)
 
     pairs_list = read_pairs_file(cfg, s3) if cfg.pairing == "pairs" else None
@@ -303,13 +340,17 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
         todo, todo_versions = todo[keep], [todo_versions[i] for i in keep]
     units = units_from_pairs(cfg, persons, garments, delta.pairs.take(todo), first_id, todo_versions)
     run_id = state["run_id"] if state else new_run_id()
+    if compile_info is None:
+        settings, compile_info = _with_compile(cfg, settings, device, sum(len(u["pairs"]) for u in units),
+                                               "pairs to render")
     job.write_json("job.json", {
         "config": _masked_config(cfg), "package_version": _package_version(), "variant": variant,
         "resolution": resolution, "shard_size": list(shard_size), "width": width,
         "checkpoints": {k: {"path": p, "sha256": hashes.get(k)} for k, p in
                         (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))},
         "checkpoint_meta": ck_meta, "random_weights": random_init, "model_note": model_note,
-        "model_key": model_key, "pairs": len(pairs), "device": device, "precision": precision, "runner": cfg.runner,
+        "model_key": model_key, "pairs": len(pairs), "device": device, "precision": precision, "compile": compile_info,
+        "runner": cfg.runner,
         "created": (meta.get("created") if not cfg.force else None) or _now(), "updated": _now(), "run_id": run_id,
     })
     work = bool(units) or state is not None or delta.retired.num_rows > 0
