@@ -226,8 +226,9 @@ class UnitProcessor:
         # the 1024 path (warp at half resolution) follows from the shard (render) size
         mode = self.s.compile
         if mode != "off" and self.s.compile_cache_dir:   # compiled kernels kept for later actors and runs
-            os.makedirs(self.s.compile_cache_dir, exist_ok=True)
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.s.compile_cache_dir
+            from infra.caches import use_inductor_cache
+
+            use_inductor_cache(self.s.compile_cache_dir)
         self.fixed_shapes = self.s.fixed_shapes or mode != "off"
         self.pipe = TryOnPipeline(warp, gen, resolution=tuple(self.s.shard_size), device=self.device,
                                   precision=self.s.precision,
