@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import io
-import json
 import logging
 import os
 import sys
