@@ -384,9 +384,9 @@ def section_render(a, res: dict, budget: Budget) -> None:
                "--set", f"categories=[{', '.join(cats)}]", "--set", f"compile={'on' if compiled else 'off'}"]
         if compiled:
             cmd += ["--set", f"compile_mode={mode}", "--set", f"compile_cache={a.compile_cache}"]
-        if not _installed("ray"):   # a bare GPU box: the same worker code, in process
+        if not _installed("ray") or a.quick:   # a bare GPU box, or CI (Ray's start-up is tested elsewhere)
             cmd += ["--set", "runner=local"]
-            res["setup"]["runner"] = "local (no Ray installed)"
+            res["setup"]["runner"] = "local (--quick)" if a.quick else "local (no Ray installed)"
         elif a.device != "cpu":
             cmd += ["--set", "num_gpus=1"]
         t0 = time.time()

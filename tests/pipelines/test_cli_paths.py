@@ -8,27 +8,35 @@ meant nothing from another directory.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
-def _gpvton(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPVTON_FAILPOINT_", "RAY_"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO))
-    res = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert "Traceback" not in res.stderr, res.stderr[-3000:]
-    return res
+@pytest.fixture
+def gpvton(monkeypatch, capsys):
+    """``gpvton ARGS`` run from ``cwd`` with ``HOME=home``: in process (``main``), so the working
+    directory and ``~`` resolve exactly as from a shell, without paying a Python start-up per command."""
+    from pipelines.cli import main
+
+    def run(cwd: Path, home: Path, *args: str) -> Result:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("HOME", str(home))
+        capsys.readouterr()
+        rc = main(list(args))
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err, out.err[-3000:]
+        return Result(rc, out.out, out.err)
+
+    return run
 
 
-@pytest.mark.slow
-def test_every_command_from_another_directory_with_relative_paths(tmp_path):
+def test_every_command_from_another_directory_with_relative_paths(tmp_path, gpvton):
     from pipelines.synthetic import make_catalogue
 
     home, work, other = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
@@ -36,12 +44,12 @@ def test_every_command_from_another_directory_with_relative_paths(tmp_path):
         d.mkdir()
     make_catalogue(tmp_path / "data" / "cat", n_garments=4, n_persons=2, height=128, width=96, seed=0)
 
-    res = _gpvton(work, home, "preprocess", "--input", "manifest:../data/cat", "--output", "~/shards",
+    res = gpvton(work, home, "preprocess", "--input", "manifest:../data/cat", "--output", "~/shards",
                   "--resolution", "128")
     assert res.returncode == 0, res.stderr[-3000:]
     assert (home / "shards" / "manifest.json").is_file() and not (work / "~").exists()
 
-    res = _gpvton(work, home, "render", "--shards", "../home/shards", "--output", "rel_job", "--runner", "local",
+    res = gpvton(work, home, "render", "--shards", "../home/shards", "--output", "rel_job", "--runner", "local",
                   "--random-weights", "--pairing", "paired", "--no-progress", "--set", "model.width=0.0625")
     assert res.returncode == 0, res.stderr[-3000:]
     job = work / "rel_job"
@@ -51,20 +59,20 @@ def test_every_command_from_another_directory_with_relative_paths(tmp_path):
     assert summary["pairs"] > 0 and summary["scored"] == summary["pairs"]
 
     # the report reads the shards named in job.json: absolute, so any directory works
-    res = _gpvton(other, home, "report", "--job", "../work/rel_job", "--fail-limit", "1")
+    res = gpvton(other, home, "report", "--job", "../work/rel_job", "--fail-limit", "1")
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((job / "report" / "summary.json").read_text())
     assert report["thumbnails"]["made"]["person"] > 0 and report["pairs"] == summary["pairs"]
 
-    res = _gpvton(other, home, "status", f"file://{job}")
+    res = gpvton(other, home, "status", f"file://{job}")
     assert res.returncode == 0 and f"job {job} " in res.stdout, res.stdout + res.stderr
 
-    res = _gpvton(home, home, "eval", "--job", "~/../work/rel_job", "--metrics", "ssim", "--out", "eval_here")
+    res = gpvton(home, home, "eval", "--job", "~/../work/rel_job", "--metrics", "ssim", "--out", "eval_here")
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((home / "eval_here" / "metrics.json").read_text())["pairs"]["evaluated"] == summary["pairs"]
 
     # rerun from another directory with equivalent spellings: the same job, resumed
-    res = _gpvton(other, home, "render", "--shards", "~/shards", "--output", f"file://{job}", "--runner", "local",
+    res = gpvton(other, home, "render", "--shards", "~/shards", "--output", f"file://{job}", "--runner", "local",
                   "--random-weights", "--pairing", "paired", "--no-progress", "--set", "model.width=0.0625")
     assert res.returncode == 0, res.stderr[-3000:]
     again = json.loads((job / "summary.json").read_text())
