@@ -104,7 +104,8 @@ def write_job(job, shards_url: str, n_garments: int, n_persons: int) -> dict:
     from infra.jobfolder import INDEX_PREFIX, _bucket_of, buckets_for, pair_version, unit_counts
     from infra.schema import FLAGS, INDEX
     from pipelines.render import RenderConfig
-    from pipelines.render.job import model_inputs, resolve_precision
+    from pipelines.render.model import model_inputs
+    from pipelines.render.runtime import resolve_precision
     from infra.jobfolder import json_digest
 
     cfg = RenderConfig(shards=shards_url, output=job.root, random_weights=True, categories=["upper"],

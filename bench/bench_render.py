@@ -37,15 +37,14 @@ sys.path.insert(0, str(REPO))
 
 def model_only(shards: Path, variant: str, width: float, batch_size: int, threads: int, precision: str,
                start_at: float = 0.0) -> dict:
-    import numpy as np
     import pyarrow.parquet as pq
     import torch
 
     from gpvton_core import inputs as gi
     from gpvton_core.generator import TryOnGenerator
     from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
+    from gpvton_core.rows import decode_garment_row, decode_person_row
     from gpvton_core.warp import LFGPWarp
-    from workers.render_actor import decode_png
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -55,11 +54,10 @@ def model_only(shards: Path, variant: str, width: float, batch_size: int, thread
 
     prow = [r for r in rows("persons") if "upper" in r["categories"]]
     grow = [r for r in rows("garments") if r["category"] == "upper"]
-    P = [gi.person_inputs(r["person_id"], decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
-                          decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32), "upper", variant)
-         for r in prow]
-    G = [gi.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
-                           decode_png(r["parts_png"], "L"), "upper", variant) for r in grow]
+    P = [gi.person_inputs(r["person_id"], d["image"], d["parsing"], d["densepose"], d["keypoints"], "upper", variant)
+         for r in prow for d in [decode_person_row(r)]]
+    G = [gi.garment_inputs(r["garment_id"], d["image"], d["mask"], d["parts"], "upper", variant)
+         for r in grow for d in [decode_garment_row(r)]]
     pipe = TryOnPipeline(warp, gen, resolution=tuple(P[0].inputs.image.shape[-2:]), precision=precision)
     while time.time() < start_at:   # parallel copies start together
         time.sleep(0.01)

@@ -299,22 +299,20 @@ def _compile_mode(a) -> str:
 
 def _decoded(shards: Path, variant: str, categories: tuple[str, ...]):
     """[(category, GarmentInputs, PersonInputs)] of the shards, decoded as the worker decodes them."""
-    import numpy as np
     import pyarrow.parquet as pq
 
     from gpvton_core import inputs as gin
     from gpvton_core.inference import GarmentInputs, PersonInputs
-    from workers.render_actor import decode_png
+    from gpvton_core.rows import decode_garment_row, decode_person_row
 
     prow = pq.read_table(shards / "persons").to_pylist()
     grow = pq.read_table(shards / "garments").to_pylist()
     work = []
     for cat in categories:
-        P = [gin.person_inputs(r["person_id"], decode_png(r["image_png"], "RGB"), decode_png(r["parsing_png"], "L"),
-                               decode_png(r["densepose_png"], "L"), np.asarray(r["keypoints"], np.float32), cat,
-                               variant) for r in prow if cat in r["categories"]]
-        G = [gin.garment_inputs(r["garment_id"], decode_png(r["image_png"], "RGB"), decode_png(r["mask_png"], "L"),
-                                decode_png(r["parts_png"], "L"), cat, variant) for r in grow if r["category"] == cat]
+        P = [gin.person_inputs(r["person_id"], d["image"], d["parsing"], d["densepose"], d["keypoints"], cat, variant)
+             for r in prow if cat in r["categories"] for d in [decode_person_row(r)]]
+        G = [gin.garment_inputs(r["garment_id"], d["image"], d["mask"], d["parts"], cat, variant)
+             for r in grow if r["category"] == cat for d in [decode_garment_row(r)]]
         if P and G:
             work.append((cat, GarmentInputs.cat(G), PersonInputs.cat([p.inputs for p in P])))
     return work
@@ -528,7 +526,9 @@ def section_unit_profile(a, res: dict) -> None:
     import gpvton_core.scores as scores_mod
     from gpvton_core.precision import native_bf16
     from gpvton_core.transfer import HostCopy
-    from workers.render_actor import UnitProcessor, WorkerSettings, make_storage
+    from workers.render import images as images_mod
+    from workers.render.settings import WorkerSettings, job_storage
+    from workers.render.unit import UnitProcessor
 
     shards, size, _, _ = shards_for(a)
     from pipelines.demo import SIZES
@@ -539,7 +539,7 @@ def section_unit_profile(a, res: dict) -> None:
     mode = _compile_mode(a)
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-unit-"))
     unit = _unit_of(shards, "upper", 4 if a.quick else 64)
-    s = WorkerSettings(job_root=str(tmp / "warm"), shards_root=str(shards), variant="vitonhd", resolution=size,
+    s = WorkerSettings(job_root=str(tmp / "warm"), shards_root=str(shards), variant="vitonhd",
                        shard_size=(h, w), batch_size=batch, device=a.device, precision=prec, width=width,
                        compile=mode, compile_cache_dir=a.compile_cache)
     res["setup"] = {"resolution": [h, w], "width": width, "batch": batch, "precision": prec, "compile": mode,
@@ -549,12 +549,12 @@ def section_unit_profile(a, res: dict) -> None:
     t0 = time.time()
     warm = proc.process_unit(unit)   # compiles every bucket the unit needs
     res["warmup"] = {"seconds": time.time() - t0, "compile": warm["compile"]}
-    proc._inputs.clear()
-    proc._feats.clear()
-    proc.storage = make_storage(str(tmp / "profiled"), {})
+    proc.inputs.cache.clear()
+    proc.encoder.cache.clear()
+    proc.storage = proc.images.storage = job_storage(str(tmp / "profiled"), {})
 
-    labels: dict[str, str] = {"_load_inputs": "read + decode", "_encode": "encoders", "_paste_back": "paste-back",
-                              "_finish_batch": "rows + hand images to writers"}
+    methods = [(proc.inputs, "load", "read + decode"), (proc.encoder, "encode", "encoders"),
+               (proc, "_finish_batch", "rows + hand images to writers")]
 
     def labelled(fn, name):
         def run(*args, **kw):
@@ -562,25 +562,26 @@ def section_unit_profile(a, res: dict) -> None:
                 return fn(*args, **kw)
         return run
 
-    for attr, name in labels.items():
-        setattr(proc, attr, labelled(getattr(proc, attr), name))
+    for owner, attr, name in methods:
+        setattr(owner, attr, labelled(getattr(owner, attr), name))
     proc.pipe._decode = labelled(proc.pipe._decode, "networks: flow decoder")
     proc.pipe._generate = labelled(proc.pipe._generate, "networks: generator")
-    orig_scores, orig_wait = scores_mod.compute_scores, HostCopy.wait
+    orig_scores, orig_wait, orig_paste = scores_mod.compute_scores, HostCopy.wait, images_mod.paste_back
     scores_mod.compute_scores = labelled(orig_scores, "scores")
     HostCopy.wait = labelled(orig_wait, "host waits for the device")
+    images_mod.paste_back = labelled(orig_paste, "paste-back")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device != "cpu" else [])
     try:
         with profile(activities=acts) as prof:
             summary = proc.process_unit(unit)
             _sync(a.device)
     finally:
-        scores_mod.compute_scores, HostCopy.wait = orig_scores, orig_wait
+        scores_mod.compute_scores, HostCopy.wait, images_mod.paste_back = orig_scores, orig_wait, orig_paste
     # model-only: the same pipeline on the same decoded inputs and buckets
     from gpvton_core.inference import GarmentInputs, PersonInputs
 
-    ins = proc._load_inputs("person", unit["person_ids"], "upper", unit["files"]["persons"])
-    gins = proc._load_inputs("garment", unit["garment_ids"], "upper", unit["files"]["garments"])
+    ins = proc.inputs.load("person", unit["person_ids"], "upper", unit["files"]["persons"])
+    gins = proc.inputs.load("garment", unit["garment_ids"], "upper", unit["files"]["garments"])
     gin = GarmentInputs.cat([gins[g] for g in unit["garment_ids"]])
     pin = PersonInputs.cat([ins[p].inputs for p in unit["person_ids"]])
     _sync(a.device)
@@ -591,8 +592,8 @@ def section_unit_profile(a, res: dict) -> None:
 
     host: dict[str, float] = {}
     for e in prof.key_averages():
-        if e.key in set(labels.values()) | {"networks: flow decoder", "networks: generator", "scores",
-                                             "host waits for the device"}:
+        if e.key in {name for _, _, name in methods} | {"networks: flow decoder", "networks: generator", "scores",
+                                             "paste-back", "host waits for the device"}:
             host[e.key] = e.cpu_time_total / 1e3
     gpu: dict[str, float] = {}
     for e in prof.events():

@@ -35,14 +35,19 @@ A job file (every key optional except shards/output and the checkpoints)::
 
 Modules: :mod:`~pipelines.render.config` (the job file), :mod:`~pipelines.render.cli` (flags),
 :mod:`~pipelines.render.plan` (catalogue → deterministic units, persisted to
-``JOB/plan/units.parquet``), :mod:`~pipelines.render.job` (model checks, resume, execution on
-``workers/render_actor.py``), :mod:`~pipelines.render.summary` (``JOB/summary.json`` and the last
-line; the counts are :class:`pipelines.outcome.Outcome`'s, shared with the report).
+``JOB/plan/units.parquet``), :mod:`~pipelines.render.delta` (the diff against the index),
+:mod:`~pipelines.render.model` (checkpoints or random weights, the model key),
+:mod:`~pipelines.render.runtime` (device, precision, compile), :mod:`~pipelines.render.dispatch`
+(the units on :mod:`workers.render`, in process or on Ray), :mod:`~pipelines.render.job` (the
+job's steps: resume, dry run, commit), :mod:`~pipelines.render.commit` (the index merge),
+:mod:`~pipelines.render.summary` (``JOB/summary.json`` and the last line; the counts are
+:class:`pipelines.outcome.Outcome`'s, shared with the report).
 """
 
 from pipelines.render.cli import add_arguments, config_from_args, run
 from pipelines.render.config import Checkpoints, IdFilter, ModelConfig, OutputConfig, RenderConfig, ThresholdConfig
-from pipelines.render.job import RANDOM_NOTE, JobResult, run_job, s3_settings, uses_random_weights
+from pipelines.render.job import JobResult, run_job, s3_settings
+from pipelines.render.model import RANDOM_NOTE, uses_random_weights
 from pipelines.render.plan import detect_variant, plan_digest, plan_units, read_catalogue, units_table
 from pipelines.render.summary import summarise
 

@@ -4,6 +4,11 @@ The job's files (``JOB/job.json``, ``plan/``, ``scores/``, ``renders/``, ``logs/
 are described in ARCHITECTURE.md. A rerun with the same plan and model resumes: units with a
 ``.done`` marker are skipped. The driver's log records (ours and the libraries') go to
 ``JOB/logs/driver.log``, each Ray worker's to ``JOB/logs/worker-NN-pPID.log``.
+
+:func:`_run` is the job's steps in order: read the catalogue, choose the model, (start the Ray
+pool early), plan the pairs, take the lock, diff against the index (or print the dry run),
+resume a crashed run, record ``job.json`` and the work area, dispatch the units, then commit
+and summarise.
 """
 
 from __future__ import annotations
@@ -11,26 +16,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
-import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from gpvton_core.conditions.labels import variant_categories
 from pipelines.cli import is_verbose
 from pipelines.config import ConfigError, UserError, resolved
-from pipelines.render.config import RenderConfig
 from pipelines.render.commit import commit
-from pipelines.render.delta import INDEX_COLUMNS, diff, versions
-from pipelines.render.plan import (detect_variant, plan_pairs, read_catalogue, read_pairs_file, units_from_pairs,
-                                   units_table, with_files)
+from pipelines.render.config import RenderConfig
+from pipelines.render.delta import INDEX_COLUMNS, Delta, diff, versions
+from pipelines.render.dispatch import Dispatched, dispatch, start_pool
+from pipelines.render.model import (ModelChoice, checkpoint_hashes, choose_model, model_inputs, model_note,
+                                    uses_random_weights)
+from pipelines.render.plan import (PairSet, detect_variant, plan_pairs, read_catalogue, read_pairs_file,
+                                   units_from_pairs, units_table, with_files)
+from pipelines.render.runtime import resolve_device, resolve_precision, with_compile
 from pipelines.render.summary import final_lines, summarise
+from workers.render.settings import WorkerSettings
 
 log = logging.getLogger("gpvton.render")
-
-RANDOM_WIDTH = 0.125
-RANDOM_NOTE = ("RANDOM WEIGHTS (--random-weights): the warp and generator networks are randomly initialised "
-               "small networks (width {width}). The images show the pipeline working, not try-on quality.")
 
 
 class JobResult:
@@ -47,55 +51,6 @@ def _s3_dict(s3) -> dict[str, Optional[str]]:
             "secret_access_key": s3.secret_access_key, "region": s3.region}
 
 
-# --- the model ---------------------------------------------------------------------------------
-
-def uses_random_weights(cfg: RenderConfig, s3) -> bool:
-    """Both checkpoints, or ``random_weights`` explicitly: returns whether the nets are random.
-
-    Random weights are opt-in: a scheduled job with a forgotten flag must not "succeed" with
-    garbage. A missing flag or file is a :class:`ConfigError` that names it.
-    """
-    from infra.storage import filesystem, strip_scheme
-
-    given = {k: v for k, v in (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator)) if v}
-    if cfg.random_weights:
-        if given:
-            raise ConfigError(f"--random-weights and --{'/--'.join(f'{k}-checkpoint' for k in given)} exclude "
-                              f"each other: drop one")
-        return True
-    missing = [k for k in ("warp", "generator") if k not in given]
-    if missing:
-        flags = " and ".join(f"--{k}-checkpoint" for k in missing)
-        keys = ", ".join(f"checkpoints.{k}" for k in missing)
-        raise ConfigError(f"no {flags} given ({keys} in the config): pass the trained checkpoint"
-                          f"{'s' if len(missing) > 1 else ''}, or --random-weights to check the pipeline "
-                          f"with randomly initialised networks")
-    for label, path in given.items():
-        try:
-            found = filesystem(path, s3).exists(strip_scheme(path))
-        except Exception as exc:  # noqa: BLE001 - unreachable store, bad credentials
-            raise ConfigError(f"--{label}-checkpoint {path}: cannot check it: {exc}") from exc
-        if not found:
-            raise ConfigError(f"{label} checkpoint not found: {path} (--{label}-checkpoint)")
-    return False
-
-
-def _checkpoint_meta(label: str, path: str, s3=None) -> dict:
-    """Kind and width of a checkpoint (fetched like the workers fetch it), checked against its role
-    (a wrong file is a config error)."""
-    from gpvton_core.checkpoints import build_from_checkpoint
-    from infra.models import fetch_model
-
-    try:
-        _, meta = build_from_checkpoint(fetch_model(path, s3).path)
-    except Exception as exc:  # noqa: BLE001 - unreadable / not a GP-VTON state dict
-        raise ConfigError(f"{label} checkpoint {path} cannot be loaded: {exc}") from exc
-    kind = str(meta.get("kind"))
-    if (label == "generator") != (kind == "generator"):
-        raise ConfigError(f"--{label}-checkpoint {path} holds a {kind} network; swap the two checkpoint flags?")
-    return {"kind": kind, "width": float(meta.get("width", 1.0))}
-
-
 def _package_version() -> str:
     try:
         from importlib.metadata import version
@@ -103,74 +58,6 @@ def _package_version() -> str:
         return version("gpvton")
     except Exception:  # noqa: BLE001
         return "unknown"
-
-
-def _resolve_device(cfg: RenderConfig) -> str:
-    if cfg.device != "auto":
-        return cfg.device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() and (cfg.num_gpus > 0 or cfg.runner == "local") else "cpu"
-    except Exception:  # noqa: BLE001
-        return "cpu"
-
-
-def resolve_precision(requested: str, device: str) -> dict:
-    """The job's numeric precision, decided once on the driver so that every worker agrees.
-
-    ``auto`` becomes bf16 (the mixed policy of :mod:`gpvton_core.precision`) where ``device``
-    computes bf16 natively and fp32 elsewhere. A driver that cannot see the workers' GPU leaves
-    ``auto`` to the workers, which record what they chose in every unit's done-marker.
-    """
-    from gpvton_core import precision as prec
-
-    try:
-        resolved, reason = prec.resolve(requested, device)
-        native, why = prec.native_bf16(device)
-    except (RuntimeError, AssertionError) as exc:   # e.g. cuda asked of a driver without a GPU
-        return {"requested": requested, "resolved": requested, "reason": f"left to the workers ({exc})",
-                "native_bf16": None}
-    out = {"requested": requested, "resolved": resolved, "reason": reason, "native_bf16": native,
-           "native_bf16_reason": why}
-    policy = prec.policy_for(resolved)
-    if policy is not None:
-        out["policy"] = policy.as_dict()
-    return out
-
-
-def resolve_compile(cfg: RenderConfig, device: str, pairs_per_actor: int, basis: str) -> dict:
-    """Whether the workers compile (decided once, on the driver; written into job.json).
-
-    Compiling costs a warm-up per shape and actor (H200, official width: ≈70 s cold, seconds from
-    the per-host kernel cache) and saves ≈5 ms a pair (71 → 112–132 pairs/s model-only), so
-    ``auto`` compiles on CUDA when a run renders at least ``compile_min_pairs`` per actor. On the
-    CPU inductor took minutes for the tiny test networks and has not been measured to pay: off.
-    """
-    mode = cfg.compile_mode if device == "cuda" else "default"
-    if cfg.compile == "on":
-        on, reason = True, "requested"
-    elif cfg.compile == "off":
-        on, reason = False, "requested"
-    elif device != "cuda":
-        on, reason = False, f"auto: device {device} (compiling has not been measured to pay off the GPU)"
-    else:
-        on = pairs_per_actor >= cfg.compile_min_pairs
-        reason = (f"auto: {pairs_per_actor} pairs per actor ({basis}) "
-                  f"{'≥' if on else '<'} compile_min_pairs {cfg.compile_min_pairs}")
-    cache = os.path.expanduser(cfg.compile_cache) if cfg.compile_cache else None
-    return {"requested": cfg.compile, "resolved": "on" if on else "off", "mode": mode if on else "off",
-            "reason": reason, "fixed_shapes": on, "cache_dir": cache if on else None}
-
-
-def _with_compile(cfg: RenderConfig, settings, device: str, pairs: int, basis: str):
-    """(settings with the compile decision, the decision) for ``pairs`` spread over the actors."""
-    from dataclasses import replace
-
-    actors = cfg.actors if cfg.runner == "ray" else 1
-    info = resolve_compile(cfg, device, pairs // max(1, actors), basis)
-    return replace(settings, compile=info["mode"], fixed_shapes=info["fixed_shapes"],
-                   compile_cache_dir=info["cache_dir"]), info
 
 
 def _masked_config(cfg: RenderConfig) -> dict:
@@ -221,25 +108,77 @@ class JobLocked(UserError):
     """Another live run holds ``JOB/lock.json`` (CLI exit code 2)."""
 
 
-def _take_lock(cfg: RenderConfig, job, stack: contextlib.ExitStack) -> None:
-    """One run per output: a second run refuses; a crashed run's lock expires after ``lock_ttl_s``."""
-    from infra.lease import Lease, LeaseHeld
+@dataclass(frozen=True)
+class Catalogue:
+    """The shards' id tables and what the job derives from them."""
 
-    lease = Lease(job, "lock.json", ttl_s=cfg.lock_ttl_s, what="render")
-    try:
-        lease.acquire()
-    except LeaseHeld as exc:
-        raise JobLocked(str(exc)) from None
-    stack.callback(lease.release)
+    persons: Any                         # pyarrow id tables, sorted by id
+    garments: Any
+    index_files: dict                    # table → id → part file
+    variant: str
+    shard_size: tuple[int, int]
+    resolution: int
+
+
+@dataclass
+class PriorState:
+    """What earlier runs left: the index and its manifest, and a crashed run's work area (``state``)."""
+
+    index_meta: dict
+    index: Any
+    state: Optional[dict]
+    committed_area: bool                 # the last run's work area, already in the index
 
 
 def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
-    from infra.jobfolder import JobFolder, json_digest, new_run_id
-    from infra.schema import INDEX
-    from workers.render_actor import WorkerSettings, run_units_local, sha256_file
+    from infra.jobfolder import JobFolder, json_digest
 
     t_start = time.time()
     random_init = uses_random_weights(cfg, s3)
+    cat = _read_catalogue(cfg, s3)
+    model = choose_model(cfg, s3, random_init, cat.garments, cat.variant)
+    device = resolve_device(cfg)
+    precision = resolve_precision(cfg.precision, device)
+    settings = _worker_settings(cfg, job.root, s3, cat, model, device, precision["resolved"])
+    folder = JobFolder(job.root, storage=job)
+    pool, compile_info = None, None
+    if cfg.runner == "ray" and not cfg.dry_run and (cfg.force or not job.exists("index/manifest.json")):
+        # a new catalogue certainly has work: start the actors now, so that their start-up (Python,
+        # torch, the networks) overlaps the planning, hashing and writing below
+        settings, compile_info = with_compile(cfg, settings, device, cat.persons.num_rows * cat.garments.num_rows,
+                                              "catalogue bound, new catalogue")
+        pool = start_pool(cfg, settings, s3, stack)
+
+    pairs = _plan(cfg, s3, cat)
+    hashes = checkpoint_hashes(cfg, s3)
+    note = model_note(cfg, model)
+    model_key = json_digest(model_inputs(cfg, model.variant, hashes, model.width, cat.resolution,
+                                         precision["resolved"], model.random_init))
+    if not cfg.dry_run:
+        _take_lock(cfg, job, stack)
+        if cfg.force:
+            _discard_outputs(cfg, job)
+    prior = _prior_state(cfg, folder)
+    delta = diff(pairs, cat.persons, cat.garments, prior.index, model_key, cfg.retry_errors)
+    if cfg.dry_run:
+        return _dry_run(cfg, delta, prior.index_meta, job.root)
+
+    units, old_units, run_id = _units_to_render(cfg, folder, cat, delta, prior.state)
+    if compile_info is None:
+        settings, compile_info = with_compile(cfg, settings, device, sum(len(u["pairs"]) for u in units),
+                                              "pairs to render")
+    job.write_json("job.json", _job_record(cfg, folder, cat, model, hashes, note, model_key, len(pairs), device,
+                                           precision, compile_info, run_id))
+    work = _start_run(folder, prior, delta, units, old_units, run_id, model_key)
+    log.info("plan: %d pairs (%s); %s; rendering %d units / %d pairs on %s (%s)", len(pairs), model.variant,
+             ", ".join(f"{k} {v}" for k, v in delta.changes().items()), len(units),
+             sum(len(u["pairs"]) for u in units), device, cfg.runner)
+    done = dispatch(cfg, settings, [with_files(u, cat.index_files) for u in units], pool, s3, stack)
+    return _finish(cfg, folder, job.root, delta, cat, prior.index_meta, run_id, done, work, t_start, note, len(units))
+
+
+def _read_catalogue(cfg: RenderConfig, s3) -> Catalogue:
+    """The catalogue's id tables, its variant and its one image size (which must suit the networks)."""
     persons, garments, index_files, manifest = read_catalogue(cfg, s3)
     variant = detect_variant(cfg, persons, garments, manifest)
     sizes = {(h, w) for h, w in zip(persons.column("height").to_pylist(), persons.column("width").to_pylist())}
@@ -253,162 +192,125 @@ def _run(cfg: RenderConfig, s3, job, stack: contextlib.ExitStack) -> JobResult:
                           f"rerun 'gpvton preprocess' at {resolution} or drop --resolution")
     if shard_size[0] % 32 or shard_size[1] % 32 or (resolution >= 1024 and (shard_size[0] // 2) % 32):
         raise ConfigError(f"image size {shard_size} is not a multiple of 32 as the networks need")
+    return Catalogue(persons=persons, garments=garments, index_files=index_files, variant=variant,
+                     shard_size=shard_size, resolution=resolution)
 
-    ck_meta = {}
-    if not random_init:
-        ck_meta = {label: _checkpoint_meta(label, path, s3) for label, path in
-                   (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))}
-        ck_variant = ck_meta["warp"]["kind"].split("_", 1)[1]
-        if cfg.model.variant not in ("auto", ck_variant):
-            raise ConfigError(f"model.variant is {cfg.model.variant} but the warp checkpoint is a {ck_variant} model")
-        renderable = variant_categories(ck_variant)
-        if (set(garments.column("category").to_pylist()) & set(cfg.categories)) - set(renderable):
-            if cfg.categories != list(renderable):
-                raise ConfigError("the VITON-HD warp checkpoint only renders upper garments: add "
-                                  "--set categories=[upper] or use a Dress Code warp checkpoint")
-        variant = ck_variant
-        width = ck_meta["warp"]["width"]
-    else:
-        width = cfg.model.width if cfg.model.width is not None else RANDOM_WIDTH
-    device = _resolve_device(cfg)
-    precision = resolve_precision(cfg.precision, device)
-    settings = WorkerSettings(
-        job_root=job.root, shards_root=cfg.shards, variant=variant, resolution=resolution,
-        shard_size=tuple(shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
+
+def _worker_settings(cfg: RenderConfig, job_root: str, s3, cat: Catalogue, model: ModelChoice, device: str,
+                     precision: str) -> WorkerSettings:
+    return WorkerSettings(
+        job_root=job_root, shards_root=cfg.shards, variant=model.variant,
+        shard_size=tuple(cat.shard_size), batch_size=cfg.batch_size, image_format=cfg.output_format.format,
         quality=cfg.output_format.quality, debug=cfg.output_format.debug, device=device,
         composite=cfg.composite, frame=cfg.output_format.frame,
-        precision=precision["resolved"], warp_checkpoint=cfg.checkpoints.warp,
-        generator_checkpoint=cfg.checkpoints.generator, width=width, seed=cfg.model.seed,
+        precision=precision, warp_checkpoint=cfg.checkpoints.warp,
+        generator_checkpoint=cfg.checkpoints.generator, width=model.width, seed=cfg.model.seed,
         thresholds={k: v.model_dump() for k, v in cfg.thresholds.items()}, s3=_s3_dict(s3),
         num_threads=max(1, int(cfg.num_cpus)) if cfg.runner == "ray" else 0, cudnn_benchmark=cfg.cudnn_benchmark,
         log_level=logging.DEBUG if is_verbose() else logging.INFO)
-    folder = JobFolder(job.root, storage=job)
-    pool = None
-    compile_info = None
-    if cfg.runner == "ray" and not cfg.dry_run and (cfg.force or not job.exists("index/manifest.json")):
-        # a new catalogue certainly has work: start the actors now, so that their start-up (Python,
-        # torch, the networks) overlaps the planning, hashing and writing below
-        settings, compile_info = _with_compile(cfg, settings, device, persons.num_rows * garments.num_rows,
-                                               "catalogue bound, new catalogue")
-        pool = _start_pool(cfg, settings, s3, stack)
 
+
+def _plan(cfg: RenderConfig, s3, cat: Catalogue) -> PairSet:
+    """The pairs the configuration asks for (none is a configuration error)."""
     pairs_list = read_pairs_file(cfg, s3) if cfg.pairing == "pairs" else None
-    pairs = plan_pairs(cfg, persons, garments, pairs_list)
+    pairs = plan_pairs(cfg, cat.persons, cat.garments, pairs_list)
     if not len(pairs):
         raise ConfigError(f"nothing to render: no pair of the shards at {cfg.shards} passes the filters, "
                           f"categories {cfg.categories} and pairing '{cfg.pairing}'")
+    return pairs
 
-    hashes = {k: sha256_file(p, _s3_dict(s3)) for k, p in
-              (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator)) if p}
-    model_note = RANDOM_NOTE.format(width=width) if random_init else \
-        f"checkpoints: warp {cfg.checkpoints.warp}, generator {cfg.checkpoints.generator}"
-    if random_init and not cfg.dry_run:
-        bar = "!" * 100
-        print(f"{bar}\n!! {model_note}\n{bar}", file=sys.stderr)
-    model_key = json_digest(model_inputs(cfg, variant, hashes, width, resolution, precision["resolved"], random_init))
 
-    # --- the diff against the catalogue's index ---
-    if not cfg.dry_run:
-        _take_lock(cfg, job, stack)
-        if cfg.force:
-            log.warning("--force: discarding the index, change lists, scores and images under %s", cfg.output)
-            for key in ("index", "changes", "runs", "scores", "plan", "summary.json", "renders", "debug"):
-                job.delete(key)
+def _take_lock(cfg: RenderConfig, job, stack: contextlib.ExitStack) -> None:
+    """One run per output: a second run refuses; a crashed run's lock expires after ``lock_ttl_s``."""
+    from infra.lease import Lease, LeaseHeld
+
+    lease = Lease(job, "lock.json", ttl_s=cfg.lock_ttl_s, what="render")
+    try:
+        lease.acquire()
+    except LeaseHeld as exc:
+        raise JobLocked(str(exc)) from None
+    stack.callback(lease.release)
+
+
+def _discard_outputs(cfg: RenderConfig, job) -> None:
+    log.warning("--force: discarding the index, change lists, scores and images under %s", cfg.output)
+    for key in ("index", "changes", "runs", "scores", "plan", "summary.json", "renders", "debug"):
+        job.delete(key)
+
+
+def _prior_state(cfg: RenderConfig, folder) -> PriorState:
+    from infra.schema import INDEX
+
     index_meta = {} if (cfg.force and not cfg.dry_run) else folder.index_manifest()
     state = folder.run_state()
     committed_area = bool(state) and state.get("run_id") == index_meta.get("run_id")
     if committed_area:
         state = None    # the last run's work area, already in the index (kept for status until a run starts)
     index = folder.read_index(INDEX_COLUMNS, index_meta) if index_meta else INDEX.empty_table()
-    delta = diff(pairs, persons, garments, index, model_key, cfg.retry_errors)
-    if cfg.dry_run:
-        return _dry_run(cfg, delta, index_meta, job.root)
+    return PriorState(index_meta=index_meta, index=index, state=state, committed_area=committed_area)
 
-    meta = folder.meta()
+
+def _units_to_render(cfg: RenderConfig, folder, cat: Catalogue, delta: Delta,
+                     state: Optional[dict]) -> tuple[list[dict], list[dict], str]:
+    """(this run's new units, the crashed run's units, the run id): the delta's pairs less those a
+    crashed run already rendered, which this run resumes."""
+    from infra.jobfolder import new_run_id
+
     todo = delta.todo
-    todo_versions = versions(delta, persons, garments, todo)
+    todo_versions = versions(delta, cat.persons, cat.garments, todo)
     done_rows, old_units, first_id = _resumed_work(folder, state, cfg.retry_errors)
     if done_rows:
-        keep = [i for i, (p, g, v) in enumerate(zip(_ids(persons, delta.pairs.person[todo]),
-                                                     _ids(garments, delta.pairs.garment[todo]), todo_versions))
+        keep = [i for i, (p, g, v) in enumerate(zip(_ids(cat.persons, delta.pairs.person[todo]),
+                                                     _ids(cat.garments, delta.pairs.garment[todo]), todo_versions))
                 if done_rows.get((p, g)) != v]
         log.info("resuming run %s: %d of %d pairs already rendered", state["run_id"], len(todo) - len(keep),
                  len(todo))
         todo, todo_versions = todo[keep], [todo_versions[i] for i in keep]
-    units = units_from_pairs(cfg, persons, garments, delta.pairs.take(todo), first_id, todo_versions)
-    run_id = state["run_id"] if state else new_run_id()
-    if compile_info is None:
-        settings, compile_info = _with_compile(cfg, settings, device, sum(len(u["pairs"]) for u in units),
-                                               "pairs to render")
-    job.write_json("job.json", {
-        "config": _masked_config(cfg), "package_version": _package_version(), "variant": variant,
-        "resolution": resolution, "shard_size": list(shard_size), "width": width,
+    units = units_from_pairs(cfg, cat.persons, cat.garments, delta.pairs.take(todo), first_id, todo_versions)
+    return units, old_units, state["run_id"] if state else new_run_id()
+
+
+def _job_record(cfg: RenderConfig, folder, cat: Catalogue, model: ModelChoice, hashes: dict, note: str,
+                model_key: str, pairs: int, device: str, precision: dict, compile_info: dict, run_id: str) -> dict:
+    """``job.json``: the configuration, the model and its key, and how this run computes."""
+    meta = folder.meta()
+    return {
+        "config": _masked_config(cfg), "package_version": _package_version(), "variant": model.variant,
+        "resolution": cat.resolution, "shard_size": list(cat.shard_size), "width": model.width,
         "checkpoints": {k: {"path": p, "sha256": hashes.get(k)} for k, p in
                         (("warp", cfg.checkpoints.warp), ("generator", cfg.checkpoints.generator))},
-        "checkpoint_meta": ck_meta, "random_weights": random_init, "model_note": model_note,
-        "model_key": model_key, "pairs": len(pairs), "device": device, "precision": precision, "compile": compile_info,
+        "checkpoint_meta": model.checkpoint_meta, "random_weights": model.random_init, "model_note": note,
+        "model_key": model_key, "pairs": pairs, "device": device, "precision": precision, "compile": compile_info,
         "runner": cfg.runner,
         "created": (meta.get("created") if not cfg.force else None) or _now(), "updated": _now(), "run_id": run_id,
-    })
-    work = bool(units) or state is not None or delta.retired.num_rows > 0
+    }
+
+
+def _start_run(folder, prior: PriorState, delta: Delta, units: list[dict], old_units: list[dict], run_id: str,
+               model_key: str) -> bool:
+    """Open (or keep) the run's work area with its units; False when the run has nothing to do."""
+    work = bool(units) or prior.state is not None or delta.retired.num_rows > 0
     if work:
-        if committed_area:
+        if prior.committed_area:
             folder.clear_work_area()
-        folder.start_run({"run_id": run_id, "started": (state or {}).get("started") or _now(),
-                          "index_generation": index_meta.get("generation", 0), "model_key": model_key},
+        folder.start_run({"run_id": run_id, "started": (prior.state or {}).get("started") or _now(),
+                          "index_generation": prior.index_meta.get("generation", 0), "model_key": model_key},
                          units_table(old_units + units))
-    todo_pairs = sum(len(u["pairs"]) for u in units)
-    log.info("plan: %d pairs (%s); %s; rendering %d units / %d pairs on %s (%s)", len(pairs), variant,
-             ", ".join(f"{k} {v}" for k, v in delta.changes().items()), len(units), todo_pairs, device, cfg.runner)
+    return work
 
-    from tqdm import tqdm
 
-    units = [with_files(u, index_files) for u in units]
-    bar = tqdm(total=todo_pairs, unit="pair", desc="render", disable=not cfg.progress or not todo_pairs,
-               file=sys.stderr, dynamic_ncols=True)
-    lost: list[dict] = []
-    run_start = time.time()
-    rendered = 0
-
-    def on_result(res: dict) -> None:
-        nonlocal rendered
-        if res.get("failed"):
-            lost.append(res)
-        else:
-            rendered += res["pairs"]
-        bar.update(res["pairs"])
-        el = time.time() - run_start
-        bar.set_postfix(pairs_s=f"{rendered / el:.2f}" if el > 0 else "-", lost_units=len(lost))
-
-    try:
-        if units:
-            if cfg.runner == "local":
-                run_units_local(settings, units, on_result, in_flight=cfg.in_flight_per_actor)
-            else:
-                (pool or _start_pool(cfg, settings, s3, stack, units=len(units))).run(units, on_result)
-    finally:
-        bar.close()
-    run_elapsed = time.time() - run_start
-    speed = rendered / run_elapsed if rendered and run_elapsed > 0 else None
-
+def _finish(cfg: RenderConfig, folder, root: str, delta: Delta, cat: Catalogue, index_meta: dict, run_id: str,
+            done: Dispatched, work: bool, t_start: float, note: str, units: int) -> JobResult:
+    """Commit the run into the index, write ``summary.json`` and print the last lines."""
     if work:
-        index_meta = commit(folder, delta, persons, garments, run_id, speed or index_meta.get("pairs_per_second"))
-    summary = summarise(folder, delta, index_meta, run_id, lost, run_elapsed, rendered, t_start, cfg, model_note,
-                        committed=work, units=len(units))
+        index_meta = commit(folder, delta, cat.persons, cat.garments, run_id,
+                            done.pairs_per_second or index_meta.get("pairs_per_second"))
+    summary = summarise(folder, delta, index_meta, run_id, done.lost, done.elapsed, done.rendered, t_start, cfg,
+                        note, committed=work, units=units)
     folder.write_summary(run_id, summary)
-    for line in final_lines(summary, job.root):
+    for line in final_lines(summary, root):
         print(line)
-    return JobResult(summary["exit_code"], summary, job.root)
-
-
-def model_inputs(cfg: RenderConfig, variant: str, hashes: dict, width: float, resolution: int, precision: str,
-                 random_init: bool) -> dict:
-    """Everything that changes the delivered pixels of a pair, apart from its person and garment."""
-    fmt = cfg.output_format
-    return {"variant": variant, "checkpoints": hashes, "width": width, "resolution": resolution,
-            "precision": precision, "composite": cfg.composite, "frame": fmt.frame, "format": fmt.format,
-            "quality": fmt.quality if fmt.format != "png" else None,
-            "random_seed": cfg.model.seed if random_init else None}
+    return JobResult(summary["exit_code"], summary, root)
 
 
 def _now() -> str:
@@ -441,7 +343,7 @@ def _resumed_work(folder, state: Optional[dict], retry_errors: bool) -> tuple[di
     return done, old_units, first
 
 
-def _dry_run(cfg: RenderConfig, delta, index_meta: dict, root: str) -> JobResult:
+def _dry_run(cfg: RenderConfig, delta: Delta, index_meta: dict, root: str) -> JobResult:
     """Print what this run would do; write nothing."""
     from pipelines.render.delta import describe
 
@@ -451,47 +353,3 @@ def _dry_run(cfg: RenderConfig, delta, index_meta: dict, root: str) -> JobResult
     summary = {"dry_run": True, "changes": delta.changes(), "by_category": delta.by_category,
                "pairs": len(delta.pairs), "to_render": int(len(delta.todo)), "exit_code": 0}
     return JobResult(0, summary, root)
-
-
-def _start_pool(cfg: RenderConfig, settings, s3, stack: contextlib.ExitStack, units: Optional[int] = None):
-    """Ray (joined or started locally, shut down with ``stack``) and a started actor pool."""
-    from infra import failpoints
-    from workers.render_actor import RayPool
-
-    stack.enter_context(_ray_session(cfg))
-    actors = cfg.actors if units is None else max(1, min(cfg.actors, units))
-    pool = RayPool(settings, actors=actors, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
-                   in_flight_per_actor=cfg.in_flight_per_actor, max_restarts=cfg.max_restarts,
-                   max_task_retries=cfg.max_task_retries, env_vars={**failpoints.armed_env(), **s3.export_env()})
-    stack.callback(pool.close)
-    return pool
-
-
-@contextlib.contextmanager
-def _ray_session(cfg: RenderConfig):
-    # Ray's default for a new local cluster is token auth, announced on stderr unless the mode is
-    # set explicitly: set the same mode explicitly. Ray reads it when first imported, and a user's
-    # own setting wins.
-    set_auth = not cfg.address and "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules
-    if set_auth:
-        os.environ["RAY_AUTH_MODE"] = "token"
-    import ray
-
-    started_here = False
-    try:
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=is_verbose(), configure_logging=False)
-            if cfg.address:
-                kwargs["address"] = cfg.address
-            else:
-                kwargs["object_store_memory"] = 256 * 1024 * 1024  # actors read shards themselves
-                need = cfg.actors * max(cfg.num_cpus, 0.01)
-                kwargs["num_cpus"] = max(int(need + 0.999), os.cpu_count() or 1)
-            ray.init(**kwargs)
-            started_here = True
-        yield
-    finally:
-        if started_here:
-            ray.shutdown()
-        if set_auth:
-            os.environ.pop("RAY_AUTH_MODE", None)

@@ -153,18 +153,18 @@ def test_bad_row_and_nan_pair_become_error_rows(shards, tmp_path, monkeypatch):
 def test_an_item_whose_encoding_fails_fails_only_its_pairs(shards, tmp_path, monkeypatch):
     """A unit whose batched encoding raises is encoded item by item: only the failing item's pairs
     become error rows, the rest of the unit renders."""
-    from workers.render_actor import UnitProcessor
+    from workers.render.encoding import UnitEncoder
 
     pairs = expected_pairs(shards)
     victim = sorted({p for p, _ in pairs})[0]
-    encode = UnitProcessor._encode
+    encode = UnitEncoder.encode
 
     def failing_encode(self, kind, items, category):
         if kind == "person" and victim in items:
             raise RuntimeError("encoder exploded")
         return encode(self, kind, items, category)
 
-    monkeypatch.setattr(UnitProcessor, "_encode", failing_encode)
+    monkeypatch.setattr(UnitEncoder, "encode", failing_encode)
     job = tmp_path / "job"
     run_job(RenderConfig(shards=str(shards), output=str(job), max_unrendered_fraction=1.0, **BASE))
     scores = check_job(job, pairs)
@@ -313,7 +313,7 @@ def test_precision_is_resolved_once_for_the_job(monkeypatch):
     import torch
 
     from gpvton_core import precision as prec
-    from pipelines.render.job import resolve_precision
+    from pipelines.render.runtime import resolve_precision
 
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"capability": "AVX2", "avx512_bf16": False, "amx_bf16": False,
                                                     "amx_fp16": False, "mkldnn": True})

@@ -15,7 +15,9 @@ import torch
 
 from gpvton_core.inference import TryOnPipeline, person_bucket
 from gpvton_core.transfer import copy_to_host
-from workers.render_actor import UnitProcessor, WorkerSettings
+from workers.render.images import ImageWriter
+from workers.render.settings import WorkerSettings
+from workers.render.unit import UnitProcessor
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def make_unit(shards: Path, n_persons: int, n_garments: int, unit_id: int = 0) -
 
 
 def settings(shards: Path, job: Path, **kw) -> WorkerSettings:
-    base = dict(job_root=str(job), shards_root=str(shards), variant="vitonhd", resolution=128, shard_size=(128, 96),
+    base = dict(job_root=str(job), shards_root=str(shards), variant="vitonhd", shard_size=(128, 96),
                 batch_size=4, image_format="png", device="cpu", precision="fp32", width=0.0625, seed=0,
                 num_threads=1)
     return WorkerSettings(**{**base, **kw})
@@ -47,7 +49,7 @@ def run_unit(s: WorkerSettings, unit: dict, monkeypatch) -> tuple[dict, dict, li
     """(summary, (person, garment) → try-on tensor, pairs per network call, rows by pair)."""
     images: dict = {}
     calls: list[int] = []
-    write, chunk = UnitProcessor._write_outputs, TryOnPipeline._run_chunk
+    write, chunk = ImageWriter.write, TryOnPipeline._run_chunk
 
     def spy_write(self, key, category, p, g, tryon, *a, **k):
         images[(p, g)] = tryon.clone()
@@ -57,7 +59,7 @@ def run_unit(s: WorkerSettings, unit: dict, monkeypatch) -> tuple[dict, dict, li
         calls.append(int(gi.numel()))
         return chunk(self, gb, pb, gi, pi, compact)
 
-    monkeypatch.setattr(UnitProcessor, "_write_outputs", spy_write)
+    monkeypatch.setattr(ImageWriter, "write", spy_write)
     monkeypatch.setattr(TryOnPipeline, "_run_chunk", spy_chunk)
     proc = UnitProcessor(s)
     summary = proc.process_unit(unit)
@@ -112,7 +114,7 @@ def test_host_copy_is_the_identity_on_the_cpu():
 def test_compile_decision(tmp_path):
     """auto: on for CUDA only when the run renders enough pairs per actor; never on the CPU."""
     from pipelines.render import RenderConfig
-    from pipelines.render.job import resolve_compile
+    from pipelines.render.runtime import resolve_compile
 
     cfg = RenderConfig(shards=str(tmp_path), output=str(tmp_path / "job"), compile_min_pairs=1000)
     on = resolve_compile(cfg, "cuda", 1000, "pairs to render")

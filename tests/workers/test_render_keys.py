@@ -6,19 +6,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from workers.render_actor import UnitProcessor, unit_key
+from infra.jobfolder import unit_key
+from workers.render.images import ImageWriter
 
 
 @pytest.mark.parametrize("pid,gid", [("../../etc/passwd", "g1"), ("a/b", "..\\c"), ("/abs", " sp ace "),
                                      (".", ".."), ("p" * 400, "ünïcode/ßku")])
 def test_output_keys_are_safe_and_distinct(pid, gid):
-    fake = SimpleNamespace(s=SimpleNamespace(image_format="jpg"))
-    key = UnitProcessor.output_key(fake, "upper", pid, gid)
+    fake = SimpleNamespace(image_format="jpg")
+    key = ImageWriter.output_key(fake, "upper", pid, gid)
     parts = key.split("/")
     assert parts[0] == "renders" and parts[1] == "upper" and len(parts) == 4
     assert all(p not in ("", ".", "..") and not p.startswith(".") for p in parts)
     assert key.endswith(".jpg") and len(key) < 300
-    other = UnitProcessor.output_key(fake, "upper", pid + "x", gid)
+    other = ImageWriter.output_key(fake, "upper", pid + "x", gid)
     assert other != key
 
 
@@ -29,7 +30,7 @@ def test_unit_key():
 def test_the_last_units_go_to_idle_actors_only():
     """Queue a second unit behind a busy actor only while work is plentiful; near the end an idle
     actor takes what is left."""
-    from workers.render_actor import takes_unit
+    from workers.render.runners import takes_unit
 
     assert takes_unit([0, 0], 0, pending=1, in_flight=2)           # idle: always
     assert takes_unit([1, 1], 0, pending=5, in_flight=2)           # plenty left: queue one more
