@@ -54,6 +54,27 @@ def dresscode_root(shared_data: Path) -> Path:
     return _require(shared_data / "dresscode")
 
 
+def _dataset_shards(kind: str, root: Path, tmp_path_factory) -> Path:
+    from pipelines.cli import main
+
+    out = tmp_path_factory.mktemp(f"{kind}-shards") / "shards"
+    assert main(["preprocess", "--input", f"{kind}:{root}", "--output", str(out), "--resolution", "512",
+                 "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def vitonhd_shards(vitonhd_root: Path, tmp_path_factory) -> Path:
+    """The VITON-HD samples through ``gpvton preprocess`` at 512×384, once per session (read-only)."""
+    return _dataset_shards("vitonhd", vitonhd_root, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def dresscode_shards(dresscode_root: Path, tmp_path_factory) -> Path:
+    """The Dress Code samples through ``gpvton preprocess`` at 512×384, once per session (read-only)."""
+    return _dataset_shards("dresscode", dresscode_root, tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
 def spec_dir() -> Path:
     """../shared/spec (model spec, checkpoint key tables, parity fixtures)."""

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from infra.storage import Storage
 from pipelines.render import RenderConfig, run_job
-
-
-@pytest.fixture(scope="module")
-def vitonhd_shards(vitonhd_root, tmp_path_factory) -> Path:
-    from pipelines.cli import main
-
-    out = tmp_path_factory.mktemp("vh") / "shards"
-    assert main(["preprocess", "--input", f"vitonhd:{vitonhd_root}", "--output", str(out)]) == 0
-    return out
 
 
 def test_paired_render_on_preprocessed_vitonhd(ray_local, vitonhd_shards, tmp_path):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -18,23 +17,6 @@ from shard_rows import decode_garment_row, decode_person_row  # noqa: E402
 from pipelines.cli import main  # noqa: E402
 from pipelines.preprocess.beam_pipeline import read_table  # noqa: E402
 from infra.schema import GARMENTS, PERSONS, SCHEMA_VERSION  # noqa: E402
-
-
-def _run(tmp_path_factory, spec: str, name: str):
-    out = tmp_path_factory.mktemp(name) / "shards"
-    rc = main(["preprocess", "--input", spec, "--output", str(out), "--resolution", "512"])
-    assert rc == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def vitonhd_shards(tmp_path_factory, vitonhd_root):
-    return _run(tmp_path_factory, f"vitonhd:{vitonhd_root}", "vitonhd")
-
-
-@pytest.fixture(scope="module")
-def dresscode_shards(tmp_path_factory, dresscode_root):
-    return _run(tmp_path_factory, f"dresscode:{dresscode_root}", "dresscode")
 
 
 def _check_common(out, n_persons, n_garments, source):
