@@ -29,7 +29,7 @@ def _gpvton(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_every_command_from_another_directory_with_relative_paths(tmp_path):
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     home, work, other = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
     for d in (home, work, other):
