@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     from pipelines.demo import build_shards
     from pipelines.render import RenderConfig, run_job
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     result = {"machine": machine_info(), "args": vars(args)}
     base = dict(runner="local", random_weights=True, model={"width": 0.0625}, unit_size=16, batch_size=4,

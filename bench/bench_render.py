@@ -123,7 +123,7 @@ def main() -> int:
     from sysinfo import finish, machine_info
 
     from pipelines.demo import SIZES, build_shards
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     machine = machine_info(threads=1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))

@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "pipelines"))
 
 from sysinfo import finish, machine_info  # noqa: E402  (CPU model, bf16 flags, threads, torch, load)
 
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pipelines.synthetic import make_catalogue, upper_training_batch
+    from pipelines.synthetic.catalogue import make_catalogue
+    from synthetic_fixtures import upper_training_batch
 
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)

@@ -50,7 +50,7 @@ FLAGS = ["--runner", "ray", "--actors", "1", "--unit-size", "4", "--batch-size",
 
 def make_shards(root: Path, n_garments: int, n_persons: int) -> Path:
     from pipelines.demo import build_shards
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     make_catalogue(root / "cat", n_garments=n_garments, n_persons=n_persons, height=128, width=96, seed=0)
     build_shards(root / "cat", root / "shards", 128)

@@ -21,7 +21,7 @@ Sections (each guarded: a failure is recorded with its traceback and the next on
   fixed-shape bucket (batch × persons per batch), warm-up (compilation) apart from steady pairs/s.
 * ``render`` — ``gpvton render`` end to end on one GPU with one actor, with the VITON-HD (upper)
   and the Dress Code (all categories) networks (random weights at official width, a small
-  synthetic catalogue built with the project's own tools: pipelines/synthetic.py + the Beam
+  synthetic catalogue built with the project's own tools: pipelines/synthetic/ + the Beam
   preprocessing stage), compiled where the device is CUDA; pairs/s from summary.json, steady
   pairs/s without the compile warm-up (unit markers), and the pipeline efficiency = end-to-end
   pairs/s ÷ the model-only pairs/s of the same networks, settings and fixed-shape buckets.
@@ -261,7 +261,7 @@ def _installed(module: str) -> bool:
 def _build_shards(out: Path, size: int, n_persons: int, n_garments: int) -> tuple[int, int]:
     """A small synthetic catalogue through the Beam preprocessing stage (needs apache-beam)."""
     from pipelines.demo import SIZES, build_shards
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     h, w = SIZES[size]
     make_catalogue(out.parent / "cat", n_garments=n_garments, n_persons=n_persons, height=h, width=w, seed=0)

@@ -113,6 +113,8 @@ def fetch_model(url: str, s3: S3Settings | None = None) -> ModelFile:
             info = with_retries(lambda: fs.info(strip_scheme(url)), what=f"info {url}")
         except FileNotFoundError:
             raise FileNotFoundError(f"model file not found: {url}") from None
+        if info.get("type") == "directory":   # a prefix with objects under it, as a local folder: no file
+            raise FileNotFoundError(f"model file not found: {url}")
         key = (url, info.get("size"), str(info.get("ETag") or info.get("mtime") or info.get("LastModified")))
         with _memo_lock:
             if key in _memo:

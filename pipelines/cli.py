@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("pipelines.status", "what a render job has done so far: units, failures, errors, logs"),
     "prune": ("pipelines.prune", "delete renders the catalogue no longer serves, and old change lists"),
     "train": ("pipelines.train", "train the warping module or the generator (Ray Train)"),
-    "eval": ("pipelines.evaluate", "set-level metrics (SSIM, LPIPS, FID, KID, mIoU) over a render job"),
+    "eval": ("pipelines.evaluate.job", "set-level metrics (SSIM, LPIPS, FID, KID, mIoU) over a render job"),
     "report": ("pipelines.report.job", "static HTML QA report of a render job, worst first (the QA gate)"),
     "demo": ("pipelines.demo", "make a small catalogue and run preprocess → render → report"),
 }

@@ -95,7 +95,7 @@ def build_shards(catalogue: str | Path, shards: str | Path, resolution: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.render import RenderConfig, run_job
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     from infra.storage import normalize_url
     from pipelines.config import ConfigError

@@ -114,7 +114,7 @@ def synthetic_shards(tmp_path_factory):
     Cached per arguments, so test modules asking for the same catalogue share one Beam run.
     """
     from pipelines.demo import build_shards
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     cache: dict[tuple[int, int, int], Path] = {}
 
@@ -134,7 +134,7 @@ def synthetic_shards(tmp_path_factory):
 @pytest.fixture(scope="session")
 def training_shards(tmp_path_factory) -> str:
     """Paired synthetic catalogue for training tests (9 garments, 9 persons wearing them; 3 per category)."""
-    from pipelines.synthetic import make_training_shards
+    from tests.pipelines.synthetic_fixtures import make_training_shards
 
     root = tmp_path_factory.getbasetemp() / "train-synthetic"
     return make_training_shards(root, n_garments=9, n_persons=9, seed=7)["shards"]

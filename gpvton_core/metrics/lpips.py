@@ -26,7 +26,7 @@ keys under ``net.sliceK.N.*``) is accepted too. See :func:`load_lpips`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -160,6 +160,14 @@ def split_lpips_state(state: Mapping[str, Tensor], net: str) -> tuple[dict, dict
     return trunk, lin
 
 
+def missing_files_error(folder: str | Path, net: str, missing: list[str]) -> WeightFileError:
+    """The error for a weights folder that lacks some of ``net``'s two files (local or remote)."""
+    spec = TRUNKS[net]
+    return WeightFileError(
+        f"LPIPS ({net}) weights: {folder} lacks {', '.join(missing)} (expected the torchvision "
+        f"trunk {spec['trunk_file']} and the lpips v0.1 linear layers {spec['lin_file']})")
+
+
 def resolve_lpips_files(path: str | Path, net: str) -> list[Path]:
     """The weight files for ``net`` under ``path`` (a directory) or ``[path]`` (one file)."""
     p = Path(path)
@@ -167,9 +175,7 @@ def resolve_lpips_files(path: str | Path, net: str) -> list[Path]:
     if p.is_dir():
         missing = [name for name in (spec["trunk_file"], spec["lin_file"]) if not (p / name).is_file()]
         if missing:
-            raise WeightFileError(
-                f"LPIPS ({net}) weights: {p} lacks {', '.join(missing)} (expected the torchvision "
-                f"trunk {spec['trunk_file']} and the lpips v0.1 linear layers {spec['lin_file']})")
+            raise missing_files_error(p, net, missing)
         return [p / spec["trunk_file"], p / spec["lin_file"]]
     if not p.is_file():
         raise WeightFileError(f"LPIPS ({net}) weights not found: {p}")
@@ -183,12 +189,16 @@ def load_lpips(path: str | Path | None, net: str = "alex") -> LPIPS:
     ``vgg16-397923af.pth`` + ``vgg.pth``), or one file with both key sets. ``None`` gives random
     weights (tests only).
     """
-    model = LPIPS(net)
     if path is None:
-        return model
+        return LPIPS(net)
+    return load_lpips_files(resolve_lpips_files(path, net), net)
+
+
+def load_lpips_files(files: Sequence[str | Path], net: str = "alex") -> LPIPS:
+    """LPIPS with the trunk and linear-layer keys of ``files`` (the two files, or one combined)."""
+    model = LPIPS(net)
     trunk: dict[str, Tensor] = {}
     lin: dict[str, Tensor] = {}
-    files = resolve_lpips_files(path, net)
     for f in files:
         t, l_ = split_lpips_state(read_state_dict(f, f"LPIPS ({net}) weights"), net)
         trunk.update(t)

@@ -116,7 +116,7 @@ def synthetic_rows(tmp_path_factory):
 
     from PIL import Image
 
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     root = Path(tmp_path_factory.mktemp("syn"))
     make_catalogue(root, n_garments=9, n_persons=3, height=128, width=96, seed=0)

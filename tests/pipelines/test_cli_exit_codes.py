@@ -154,7 +154,7 @@ def test_preprocess_exit_codes_2(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_preprocess_exit_codes_0_and_1(tmp_path, capsys):
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     cat = tmp_path / "cat"
     make_catalogue(cat, n_garments=1, n_persons=1, height=128, width=96, seed=0)

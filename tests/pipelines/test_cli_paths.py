@@ -37,7 +37,7 @@ def gpvton(monkeypatch, capsys):
 
 
 def test_every_command_from_another_directory_with_relative_paths(tmp_path, gpvton):
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     home, work, other = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
     for d in (home, work, other):

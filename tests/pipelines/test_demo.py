@@ -80,7 +80,7 @@ def test_shipped_demo_model_really_warps(tmp_path):
     from gpvton_core.training.paired import garment_iou, warp_batch
     from gpvton_core.warp import LFGPWarp
     from pipelines.demo import build_shards
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
     from workers.train_loop import decode_pair, list_pairs
 
     model = shipped_model()

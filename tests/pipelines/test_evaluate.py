@@ -159,7 +159,7 @@ def test_fid_kid_sets(job, monkeypatch, reference, n_real, n_fake):
     """Which images form the real and the try-on sets (the extractor is swapped for a small one;
     the Inception itself is tested in tests/gpvton_core/metrics)."""
     root, _ = job
-    import pipelines.evaluate as ev
+    import pipelines.evaluate.job as ev
 
     tiny = _Tiny()
     monkeypatch.setattr(ev, "load_extractors", lambda cfg, metrics: (tiny, None, {"inception": "test"}))
@@ -171,6 +171,63 @@ def test_fid_kid_sets(job, monkeypatch, reference, n_real, n_fake):
     assert m["metrics"]["fid"]["value"] > 0
     assert m["metrics"]["kid"]["subset_size"] == 4 and np.isfinite(m["metrics"]["kid"]["value"])
     assert m["pairs"]["skipped_error_rows"] == 1
+
+
+FID_NAME = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def test_weights_from_s3_give_the_same_metrics(job, local_s3, monkeypatch, tmp_path):
+    """--inception-weights / --lpips-weights as s3:// URLs on the S3 server (a file, and a folder of the
+    two LPIPS files) go through infra.models: fetched once into the sha256-keyed cache, they give the
+    same metrics as the local files. The Inception is swapped for a small extractor that checks it
+    was handed the user's bytes (the network itself is tested in tests/gpvton_core/metrics)."""
+    import gpvton_core.metrics.inception as fid
+    from infra.models import sha256_file
+    from infra.storage import filesystem
+
+    root, _ = job
+    for k, v in local_s3.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("GPVTON_MODEL_CACHE", str(tmp_path / "cache"))
+    lpips_dir, inception = tmp_path / "lpips", tmp_path / FID_NAME
+    lpips_dir.mkdir()
+    torch.manual_seed(0)
+    ref = LPIPS("alex")
+    torch.save({k: torch.randn(v.shape) * 0.05 for k, v in ref.trunk_state_dict().items()},
+               lpips_dir / "alexnet-owt-7be5be79.pth")
+    torch.save({k: torch.rand(v.shape) for k, v in ref.lin_state_dict().items()}, lpips_dir / "alex.pth")
+    torch.save({"stand-in": torch.arange(8.0)}, inception)
+    handed: list[bytes] = []
+
+    def small_inception(path):
+        handed.append(Path(path).read_bytes())
+        return _Tiny()
+
+    monkeypatch.setattr(fid, "load_fid_inception", small_inception)
+    fs = filesystem(local_s3.url(), local_s3.settings)
+    for f in (lpips_dir / "alexnet-owt-7be5be79.pth", lpips_dir / "alex.pth", inception):
+        fs.put(str(f), f"{local_s3.bucket}/weights/{f.relative_to(tmp_path).as_posix()}")
+    urls = {"local": (str(inception), str(lpips_dir)),
+            "s3": (local_s3.url(f"weights/{FID_NAME}"), local_s3.url("weights/lpips"))}
+    got = {}
+    for where, (inception_url, lpips_url) in urls.items():
+        out = tmp_path / f"eval-{where}"
+        assert main(["eval", "--job", str(root / "job"), "--metrics", "ssim,lpips,fid,kid",
+                     "--inception-weights", inception_url, "--lpips-weights", lpips_url,
+                     "--kid-subset-size", "4", "--kid-subsets", "3", "--out", str(out)]) == 0
+        got[where] = _read(out / "metrics.json")
+    local, s3 = got["local"], got["s3"]
+    assert local["metrics"]["lpips"]["n"] == 6 and local["metrics"]["fid"]["value"] > 0
+    assert s3["metrics"] == local["metrics"] and s3["by_category"] == local["by_category"]
+    assert handed == [inception.read_bytes()] * 2
+    digest = sha256_file(inception)
+    assert s3["weights"]["inception"] == {"path": urls["s3"][0], "sha256": digest}
+    assert (tmp_path / "cache" / digest / FID_NAME).is_file()
+    assert [f["sha256"] for f in s3["weights"]["lpips"]["files"]] == [
+        f["sha256"] for f in local["weights"]["lpips"]["files"]] == [
+        sha256_file(lpips_dir / "alexnet-owt-7be5be79.pth"), sha256_file(lpips_dir / "alex.pth")]
+    assert main(["eval", "--job", str(root / "job"), "--metrics", "lpips",
+                 "--lpips-weights", local_s3.url("weights/none")]) == 2
 
 
 def test_eval_over_s3(local_s3, monkeypatch):

@@ -52,7 +52,7 @@ def _adopt(row: dict, src: Path, dst: Path, old_id: str, new_id: str, id_col: st
 def catalogue(tmp_path_factory) -> dict:
     from PIL import Image, ImageOps
 
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     root = tmp_path_factory.mktemp("nightly")
     make_catalogue(root / "night1", n_garments=12, n_persons=4, height=128, width=96, seed=0)

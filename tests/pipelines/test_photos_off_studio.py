@@ -2,7 +2,7 @@
 preprocessing must crop and pad (the delivered image goes back into that photo where the frame
 box says), and a person before a busy background (parsing and DensePose stay on the person).
 
-The people are the procedural catalogue's (pipelines/synthetic.py), pasted into larger scenes;
+The people are the procedural catalogue's (pipelines/synthetic/), pasted into larger scenes;
 pose comes from the bundled BlazePose, the parsing from a tiny exported parser that — like a
 parser meeting photos unlike its training data — also labels dark background pixels."""
 
@@ -73,7 +73,7 @@ def _busy(hw: tuple[int, int]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     """Preprocessed photos (one Beam run at 256×192): a landscape scene and a busy-background one."""
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     root = tmp_path_factory.mktemp("off-studio")
     cat = root / "cat"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from gpvton_core.conditions.labels import Joint, Label, Part
-from pipelines import synthetic as syn
+from pipelines.synthetic.catalogue import make_catalogue
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -23,14 +23,14 @@ def _digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cat(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("syn")
-    return root, syn.make_catalogue(root, n_garments=9, n_persons=9, height=256, width=192, seed=3)
+    return root, make_catalogue(root, n_garments=9, n_persons=9, height=256, width=192, seed=3)
 
 
 def test_deterministic(tmp_path, cat):
     root, _ = cat
-    syn.make_catalogue(tmp_path / "again", n_garments=9, n_persons=9, height=256, width=192, seed=3)
+    make_catalogue(tmp_path / "again", n_garments=9, n_persons=9, height=256, width=192, seed=3)
     assert _digest(root) == _digest(tmp_path / "again")
-    syn.make_catalogue(tmp_path / "other", n_garments=9, n_persons=9, height=256, width=192, seed=4)
+    make_catalogue(tmp_path / "other", n_garments=9, n_persons=9, height=256, width=192, seed=4)
     assert _digest(root) != _digest(tmp_path / "other")
 
 
@@ -113,4 +113,4 @@ def test_person_labels(cat):
 
 def test_rejects_tiny_sizes(tmp_path):
     with pytest.raises(ValueError):
-        syn.make_catalogue(tmp_path, 1, 1, height=16, width=12)
+        make_catalogue(tmp_path, 1, 1, height=16, width=12)

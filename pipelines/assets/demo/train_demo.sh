@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces pipelines/assets/demo/{warp,generator}.safetensors, the small demo model `gpvton demo`
 # uses by default: a width-1/16 GP-VTON (Dress Code variant: upper, lower and dresses) trained with
-# the project's own `gpvton train` at 256x192 on the procedural catalogue (pipelines/synthetic.py,
+# the project's own `gpvton train` at 256x192 on the procedural catalogue (pipelines/synthetic/,
 # seed 1: 64 garments, 192 paired model photos — `gpvton demo` draws its catalogue with seed 0, so
 # the demo shows garments and people the model never saw), without the perceptual (VGG) terms,
 # one worker in-process, seed 0, batch 4: WARP_STEPS warp steps (DGT after epoch 4) then GEN_STEPS
@@ -18,7 +18,7 @@ if [ ! -f "$W/data/shards/manifest.json" ]; then
 python - "$W" <<'PY'
 import sys
 from pipelines.demo import build_shards
-from pipelines.synthetic import make_catalogue
+from pipelines.synthetic.catalogue import make_catalogue
 w = sys.argv[1]
 make_catalogue(f"{w}/data/catalogue", n_garments=64, n_persons=192, height=256, width=192, seed=1)
 print(build_shards(f"{w}/data/catalogue", f"{w}/data/shards", 256)["counts"])

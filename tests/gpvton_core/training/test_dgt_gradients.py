@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,10 @@ import torch
 
 from gpvton_core.training import dgt, losses as L
 from gpvton_core.warp import LFGPWarp
-from pipelines.synthetic import make_catalogue, upper_training_batch
+from pipelines.synthetic.catalogue import make_catalogue
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pipelines"))
+from synthetic_fixtures import upper_training_batch  # noqa: E402
 
 
 @pytest.fixture(scope="module")

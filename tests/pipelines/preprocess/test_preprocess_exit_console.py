@@ -58,7 +58,7 @@ def test_model_photos_without_a_parser_exit_1_on_a_quiet_console(tmp_path, viton
 
 
 def test_max_error_fraction_per_kind(tmp_path, capsys):
-    from pipelines.synthetic import make_catalogue
+    from pipelines.synthetic.catalogue import make_catalogue
 
     cat = tmp_path / "cat"
     make_catalogue(cat, n_garments=6, n_persons=2, height=128, width=96, seed=0)

@@ -23,7 +23,7 @@ from infra import failpoints
 from infra.shards import ShardSet
 from infra.storage import filesystem
 from pipelines.cli import main
-from pipelines.synthetic import make_catalogue
+from pipelines.synthetic.catalogue import make_catalogue
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow

@@ -71,7 +71,7 @@ def test_report_is_worst_first_and_csv_complete(mixed_job):
     ranks = [order[r["flag"]] for r in rows]
     assert ranks == sorted(ranks)
     from gpvton_synthetic_job import THRESHOLDS
-    from pipelines.report.job import severity
+    from pipelines.report.ordering import severity
 
     for flag in ("fail", "warn", "ok"):  # within a flag: smallest threshold margin first
         margins = [severity({k: float(v) for k, v in r.items() if k in THRESHOLDS and v}, THRESHOLDS)

@@ -1,7 +1,7 @@
 """``gpvton eval``: set-level metrics of a render job (SSIM, LPIPS, FID, KID, parsing mIoU).
 
     gpvton eval --job URL [--reference paired|unpaired] [--metrics ssim,lpips,fid,kid,miou]
-                [--inception-weights FILE] [--lpips-weights DIR|FILE] [--lpips-net alex|vgg]
+                [--inception-weights FILE|URL] [--lpips-weights DIR|FILE|URL] [--lpips-net alex|vgg]
                 [--out URL] [--batch-size N] [--kid-subset-size N] [--kid-subsets N]
                 [--categories upper,lower] [--limit N] [--device auto|cpu|cuda]
 
@@ -28,7 +28,9 @@ copied into the output):
 Weight files are the user's (no downloads): ``--inception-weights`` is
 ``pt_inception-2015-12-05-6726825d.pth`` (FID/KID), ``--lpips-weights`` a directory with
 ``alexnet-owt-7be5be79.pth`` + ``alex.pth`` (or ``vgg16-397923af.pth`` + ``vgg.pth``) or one file
-with both key sets. A missing one is a configuration error (exit 2) naming the flag.
+with both key sets. Both are URLs — a local path or ``s3://…`` — read like render's checkpoints
+(``infra.models.fetch_model``: fetched once into the sha256-keyed model cache; S3 settings from the
+AWS environment, as for the job). A missing one is a configuration error (exit 2) naming the flag.
 
 Output (default ``JOB/eval``): ``metrics.json`` (values, counts, protocol, weight hashes, job
 info) and ``config.json`` (the resolved settings).
@@ -40,26 +42,25 @@ are gone); 2 configuration error (no job at the URL, a missing weight file, no s
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import logging
 import sys
 import time
-from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator
 
 from pipelines.config import ConfigError, StorageURL, StrictModel, load_config, resolved
+from pipelines.evaluate.inputs import (LABEL_CLASSES, batches, label_keys, read_rows, render_labels, rgb_tensor,
+                                       shard_images, stack_same_size)
+from pipelines.evaluate.weights import load_extractors
 
 log = logging.getLogger("gpvton.eval")
 
 ALL_METRICS = ("ssim", "lpips", "fid", "kid", "miou")
 PAIRED_ONLY = ("ssim", "lpips", "miou")
 DEFAULT_METRICS = {"paired": list(ALL_METRICS), "unpaired": ["fid", "kid"]}
-LABEL_SCALE = 25  # the render writes debug label maps as label × 25
-LABEL_CLASSES = 10
 
 
 class EvalConfig(StrictModel):
@@ -107,9 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paired: try-ons vs the person's own photo (default); unpaired: FID/KID only")
     parser.add_argument("--metrics", help=f"comma list of {','.join(ALL_METRICS)} "
                                           "(default: all for paired, fid,kid for unpaired)")
-    parser.add_argument("--inception-weights", metavar="FILE",
+    parser.add_argument("--inception-weights", metavar="FILE|URL",
                         help="pt_inception-2015-12-05-6726825d.pth (needed for fid, kid)")
-    parser.add_argument("--lpips-weights", metavar="DIR|FILE",
+    parser.add_argument("--lpips-weights", metavar="DIR|FILE|URL",
                         help="folder with alexnet-owt-7be5be79.pth + alex.pth (or the vgg pair), "
                              "or one file with trunk + linear keys (needed for lpips)")
     parser.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS trunk (default alex)")
@@ -146,157 +147,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- inputs -----------------------------------------------------------------------------------------
+# --- evaluation, step by step -----------------------------------------------------------------------
 
-def _storage(url: str):
-    from infra.storage import Storage
-
-    return Storage(url)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_extractors(cfg: EvalConfig, metrics: list[str]) -> tuple[Any, Any, dict]:
-    """(inception or None, lpips or None, weight-file info); ConfigError names the flag to pass."""
-    from gpvton_core.metrics.inception import FID_WEIGHTS_NAME, WeightFileError, load_fid_inception
-    from gpvton_core.metrics.lpips import TRUNKS, load_lpips, resolve_lpips_files
-
-    inception = lpips = None
-    info: dict[str, Any] = {}
-    need_fid = [m for m in metrics if m in ("fid", "kid")]
-    if need_fid:
-        if not cfg.inception_weights:
-            raise ConfigError(f"{'/'.join(need_fid)} need the FID Inception weights: pass "
-                              f"--inception-weights /path/to/{FID_WEIGHTS_NAME} (or leave "
-                              f"{','.join(need_fid)} out of --metrics)")
-        if not Path(cfg.inception_weights).is_file():
-            raise ConfigError(f"--inception-weights: file not found: {cfg.inception_weights} "
-                              f"(expected {FID_WEIGHTS_NAME})")
-        try:
-            inception = load_fid_inception(cfg.inception_weights)
-        except WeightFileError as exc:
-            raise ConfigError(f"--inception-weights: {exc}") from exc
-        info["inception"] = {"path": cfg.inception_weights, "sha256": _sha256(cfg.inception_weights)}
-    if "lpips" in metrics:
-        spec = TRUNKS[cfg.lpips_net]
-        if not cfg.lpips_weights:
-            raise ConfigError(f"lpips needs its weights: pass --lpips-weights DIR holding "
-                              f"{spec['trunk_file']} and {spec['lin_file']} (or one file with both key "
-                              f"sets), or leave lpips out of --metrics")
-        try:
-            files = resolve_lpips_files(cfg.lpips_weights, cfg.lpips_net)
-            lpips = load_lpips(cfg.lpips_weights, cfg.lpips_net)
-        except WeightFileError as exc:
-            raise ConfigError(f"--lpips-weights: {exc}") from exc
-        info["lpips"] = {"net": cfg.lpips_net,
-                         "files": [{"path": str(f), "sha256": _sha256(str(f))} for f in files]}
-    return inception, lpips, info
-
-
-#: the index columns eval needs (the index is the catalogue; unit score files are only a work area)
-ROW_COLUMNS = ["person_id", "garment_id", "category", "paired", "flag", "output_key"]
-
-
-def read_rows(job_url: str) -> list[dict]:
-    """The catalogue's rows (its index, only the needed columns, parts read in parallel)."""
-    from infra.jobfolder import JobFolder
-
-    return JobFolder(job_url).read_index(columns=ROW_COLUMNS).to_pylist()
-
-
-def shard_images(shards_url: str, wanted: set[str], parsing: bool) -> dict[str, dict[str, bytes]]:
-    """``{person_id: {"image": png, "parsing": png}}`` for the wanted persons (PNG bytes kept
-    compressed; decoded per batch)."""
-    from infra.shards import ShardSet
-
-    shards = ShardSet(shards_url)
-    cols = ["person_id", "image_png"] + (["parsing_png"] if parsing else [])
-    out: dict[str, dict[str, bytes]] = {}
-    for key in shards.parts("persons"):
-        d = shards.read_part(key, cols).to_pydict()
-        for i, pid in enumerate(d["person_id"]):
-            if pid in wanted:
-                out[pid] = {"image": d["image_png"][i],
-                            "parsing": d["parsing_png"][i] if parsing else b""}
-    return out
-
-
-def _rgb_tensor(data: bytes):
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def _label_array(data: bytes):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
-
-
-def decode_render_label(arr):
-    """The render's debug label map stores ``label × 25``; plain label maps pass unchanged."""
-    import numpy as np
-
-    if arr.max() >= LABEL_CLASSES and not np.any(arr % LABEL_SCALE):
-        return arr // LABEL_SCALE
-    return arr
-
-
-def label_keys(output_key: str) -> list[str]:
-    stem = output_key.rsplit(".", 1)[0]
-    keys = [stem + ".label.png"]
-    if stem.startswith("renders/"):
-        keys.insert(0, "debug/" + stem[len("renders/"):] + ".label.png")
-    return keys
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def _stack_same_size(tensors: list) -> Iterator[tuple[list[int], Any]]:
-    """Stack runs of equally sized tensors: yields (indices, stacked)."""
-    import torch
-
-    run: list[int] = []
-    for i, t in enumerate(tensors):
-        if run and tensors[run[0]].shape != t.shape:
-            yield run, torch.stack([tensors[j] for j in run])
-            run = []
-        run.append(i)
-    if run:
-        yield run, torch.stack([tensors[j] for j in run])
-
-
-# --- evaluation -------------------------------------------------------------------------------------
-
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    import torch
-
-    from gpvton_core.metrics.set_metrics import PROTOCOL, SetMetrics
-    from infra.storage import join
-
-    t0 = time.time()
+def _checked_metrics(cfg: EvalConfig) -> list[str]:
     metrics = cfg.chosen_metrics()
     if cfg.reference == "unpaired":
         bad = [m for m in metrics if m in PAIRED_ONLY]
         if bad:
             raise ConfigError(f"{','.join(bad)} need a ground truth and only apply to --reference paired; "
                               f"for unpaired pairs use --metrics fid,kid")
-    job = _storage(cfg.job)
+    return metrics
+
+
+def _open_job(cfg: EvalConfig) -> tuple[Any, dict, str]:
+    """(the job's storage, its ``job.json``, its shards URL); ConfigError when either is missing."""
+    from infra.storage import Storage
+
+    job = Storage(cfg.job)
     try:
         meta = job.read_json("job.json")
     except FileNotFoundError:
@@ -304,9 +171,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     shards_url = (meta.get("config") or {}).get("shards")
     if not shards_url:
         raise ConfigError(f"{cfg.job}/job.json names no shards (config.shards): the real images are there")
-    inception, lpips, weights = load_extractors(cfg, metrics)  # fail fast, before reading images
+    return job, meta, shards_url
 
-    rows = read_rows(job.root)
+
+def _select(rows: list[dict], cfg: EvalConfig) -> tuple[list[dict], list[dict]]:
+    """(the rendered pairs of the reference and categories, in a stable order and up to the limit;
+    the error rows among them, which have no render)."""
     want_paired = cfg.reference == "paired"
     selected = [r for r in rows if bool(r.get("paired")) == want_paired
                 and (not cfg.categories or r["category"] in cfg.categories)]
@@ -320,7 +190,110 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         raise ConfigError(f"{cfg.job} has no rendered {cfg.reference} pairs"
                           + (f" in {cfg.categories}" if cfg.categories else "")
                           + f" ({len(rows)} catalogue rows); try --reference {other}")
+    return selected, errors
 
+
+@dataclass
+class _Feeder:
+    """Feeds the set metrics batch by batch, and counts what could not be read."""
+
+    sm: Any
+    job: Any
+    persons: dict[str, dict[str, bytes]]
+    metrics: list[str]
+    paired: bool
+    variant: str
+    evaluated: int = 0
+    missing_render: list[str] = field(default_factory=list)
+    missing_label: int = 0
+
+    @property
+    def use_dist(self) -> bool:
+        return any(m in self.metrics for m in ("fid", "kid"))
+
+    def reals_once(self, rows: list[dict], batch_size: int) -> None:
+        """Unpaired FID/KID: the reals are the distinct person photos, each once."""
+        ids = sorted({r["person_id"] for r in rows})
+        for chunk in batches(ids, batch_size):
+            reals = [rgb_tensor(self.persons[p]["image"]) for p in chunk]
+            for _, stacked in stack_same_size(reals):
+                self.sm.update_real(stacked)
+
+    def batch(self, chunk: list[dict]) -> None:
+        """One batch of pairs: try-ons (and, paired, their person photos) into the metrics."""
+        fakes, reals, kept = [], [], []
+        for r in chunk:
+            try:
+                data = self.job.read_bytes(r["output_key"])
+            except FileNotFoundError:
+                self.missing_render.append(r["output_key"])
+                continue
+            fakes.append(rgb_tensor(data))
+            reals.append(rgb_tensor(self.persons[r["person_id"]]["image"]) if self.paired else None)
+            kept.append(r)
+        self.evaluated += len(kept)
+        paired_metrics = any(m in self.metrics for m in ("ssim", "lpips"))
+        for idx, fstack in stack_same_size(fakes):
+            if self.use_dist:
+                self.sm.update_fake(fstack)
+            if self.paired:
+                for ridx, rstack in stack_same_size([reals[i] for i in idx]):
+                    if self.use_dist:
+                        self.sm.update_real(rstack)
+                    if paired_metrics:
+                        self.sm.update_pairs(fstack[ridx], rstack, groups=[kept[idx[i]]["category"] for i in ridx])
+        if "miou" in self.metrics:
+            self.labels(kept)
+
+    def labels(self, rows: list[dict]) -> None:
+        """(render label map, person target map) pairs; a render without a label map is counted."""
+        import torch
+
+        from gpvton_core.inputs import person_targets
+        from gpvton_core.rows import decode_labels
+
+        for r in rows:
+            data = None
+            for key in label_keys(r["output_key"]):
+                try:
+                    data = self.job.read_bytes(key)
+                    break
+                except FileNotFoundError:
+                    continue
+            if data is None:
+                self.missing_label += 1
+                continue
+            pred = torch.from_numpy(render_labels(data).astype("int64"))
+            target = person_targets(decode_labels(self.persons[r["person_id"]]["parsing"]), self.variant,
+                                    r["category"])
+            self.sm.update_labels(pred, target, group=r["category"])
+
+
+def _values(sm: Any, missing_label: int) -> tuple[dict, dict]:
+    """(the metrics' values, their per-category values), mIoU annotated when label maps were absent."""
+    values = sm.compute()
+    by_category = values.pop("by_group", {})
+    if "miou" in values and missing_label:
+        values["miou"]["missing_label_maps"] = missing_label
+        if values["miou"]["value"] is None:
+            values["miou"]["note"] = ("no debug label maps: render with --set output_format.debug=true "
+                                      "to evaluate mIoU")
+    return values, by_category
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Compute the metrics of ``cfg.job`` and write ``metrics.json`` + ``config.json``; returns the metrics."""
+    import torch
+
+    from gpvton_core.metrics.set_metrics import PROTOCOL, SetMetrics
+    from infra.storage import Storage, join
+
+    t0 = time.time()
+    metrics = _checked_metrics(cfg)
+    job, meta, shards_url = _open_job(cfg)
+    inception, lpips, weights = load_extractors(cfg, metrics)  # fail fast, before reading images
+    rows = read_rows(job.root)
+    selected, errors = _select(rows, cfg)
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     variant = meta.get("variant") if meta.get("variant") in ("vitonhd", "dresscode") else "vitonhd"
     sm = SetMetrics(metrics, inception=inception, lpips=lpips, kid_subset_size=cfg.kid_subset_size,
@@ -329,59 +302,21 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     persons = shard_images(shards_url, {r["person_id"] for r in selected}, parsing="miou" in metrics)
     no_photo = [r for r in selected if r["person_id"] not in persons]
     selected = [r for r in selected if r["person_id"] in persons]
-    missing_render: list[str] = []
-    missing_label = 0
-    evaluated = 0
-    use_dist = any(m in metrics for m in ("fid", "kid"))
-    paired_metrics = any(m in metrics for m in ("ssim", "lpips"))
-
+    feed = _Feeder(sm, job, persons, metrics, cfg.reference == "paired", variant)
     with torch.no_grad():
-        if use_dist and not want_paired:  # reals: each person photo once
-            ids = sorted({r["person_id"] for r in selected})
-            for chunk in _batches(ids, cfg.batch_size):
-                reals = [_rgb_tensor(persons[p]["image"]) for p in chunk]
-                for _, stacked in _stack_same_size(reals):
-                    sm.update_real(stacked)
-        for n_batch, chunk in enumerate(_batches(selected, cfg.batch_size)):
-            fakes, reals, kept = [], [], []
-            for r in chunk:
-                try:
-                    data = job.read_bytes(r["output_key"])
-                except FileNotFoundError:
-                    missing_render.append(r["output_key"])
-                    continue
-                fakes.append(_rgb_tensor(data))
-                reals.append(_rgb_tensor(persons[r["person_id"]]["image"]) if want_paired else None)
-                kept.append(r)
-            evaluated += len(kept)
-            for idx, fstack in _stack_same_size(fakes):
-                if use_dist:
-                    sm.update_fake(fstack)
-                if want_paired:
-                    for ridx, rstack in _stack_same_size([reals[i] for i in idx]):
-                        if use_dist:
-                            sm.update_real(rstack)
-                        if paired_metrics:
-                            sm.update_pairs(fstack[ridx], rstack,
-                                            groups=[kept[idx[i]]["category"] for i in ridx])
-            if "miou" in metrics:
-                missing_label += _update_labels(sm, job, kept, persons, variant)
+        if feed.use_dist and not feed.paired:
+            feed.reals_once(selected, cfg.batch_size)
+        for n_batch, chunk in enumerate(batches(selected, cfg.batch_size)):
+            feed.batch(chunk)
             if n_batch % 20 == 19:
-                log.info("eval: %d / %d pairs", evaluated, len(selected))
-
-    values = sm.compute()
-    by_category = values.pop("by_group", {})
-    if "miou" in values and missing_label:
-        values["miou"]["missing_label_maps"] = missing_label
-        if values["miou"]["value"] is None:
-            values["miou"]["note"] = ("no debug label maps: render with --set output_format.debug=true "
-                                      "to evaluate mIoU")
+                log.info("eval: %d / %d pairs", feed.evaluated, len(selected))
+    values, by_category = _values(sm, feed.missing_label)
     out_url = cfg.out or join(cfg.job, "eval")
     result = {
         "job": cfg.job, "reference": cfg.reference, "metrics": values,
         "by_category": by_category,  # paired per-pair metrics only; FID/KID are set-wide
-        "pairs": {"evaluated": evaluated, "selected": len(selected) + len(no_photo),
-                  "skipped_error_rows": len(errors), "missing_renders": len(missing_render),
+        "pairs": {"evaluated": feed.evaluated, "selected": len(selected) + len(no_photo),
+                  "skipped_error_rows": len(errors), "missing_renders": len(feed.missing_render),
                   "missing_person_photos": len(no_photo), "score_rows": len(rows)},
         "protocol": {k: v for k, v in PROTOCOL.items() if k in metrics or k == "images"},
         "weights": weights, "device": device, "variant_for_labels": variant,
@@ -390,38 +325,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - t0, 3), "out": out_url,
     }
-    if missing_render:
-        result["pairs"]["missing_render_examples"] = missing_render[:10]
-    out = _storage(out_url)
+    if feed.missing_render:
+        result["pairs"]["missing_render_examples"] = feed.missing_render[:10]
+    out = Storage(out_url)
     out.write_json("config.json", resolved(cfg))
     out.write_json("metrics.json", result)
     return result
 
 
-def _update_labels(sm, job, rows: list[dict], persons: dict, variant: str) -> int:
-    """Feed (render label map, person target map) pairs; returns how many label maps were absent."""
-    import torch
-
-    from gpvton_core.inputs import person_targets
-
-    missing = 0
-    for r in rows:
-        data = None
-        for key in label_keys(r["output_key"]):
-            try:
-                data = job.read_bytes(key)
-                break
-            except FileNotFoundError:
-                continue
-        if data is None:
-            missing += 1
-            continue
-        pred = torch.from_numpy(decode_render_label(_label_array(data)).astype("int64"))
-        target = person_targets(_label_array(persons[r["person_id"]]["parsing"]), variant, r["category"])
-        sm.update_labels(pred, target, group=r["category"])
-    return missing
-
-
 def metrics_json(url: str) -> dict:
     """Read a written ``metrics.json`` (helper for callers and tests)."""
-    return json.loads(_storage(url).read_bytes("metrics.json"))
+    from infra.storage import Storage
+
+    return json.loads(Storage(url).read_bytes("metrics.json"))
