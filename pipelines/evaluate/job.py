@@ -320,7 +320,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                   "missing_person_photos": len(no_photo), "score_rows": len(rows)},
         "protocol": {k: v for k, v in PROTOCOL.items() if k in metrics or k == "images"},
         "weights": weights, "device": device, "variant_for_labels": variant,
-        "job_info": {k: meta.get(k) for k in ("job_id", "fingerprint", "config_hash", "package_version",
+        "job_info": {k: meta.get(k) for k in ("run_id", "model_key", "package_version",
                                                "model_note", "random_weights", "checkpoints")},
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - t0, 3), "out": out_url,

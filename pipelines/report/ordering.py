@@ -13,8 +13,8 @@ FLAG_ORDER = tuple(reversed(FLAGS))   # worst first
 
 
 def job_thresholds(meta: dict) -> dict[str, dict[str, float]]:
-    """``{score: {"warn": x, "fail": y}}`` from ``job.json`` (top-level or config thresholds)."""
-    raw = meta.get("thresholds") or (meta.get("config") or {}).get("thresholds") or {}
+    """``{score: {"warn": x, "fail": y}}``: the render config's thresholds, as ``job.json`` records them."""
+    raw = (meta.get("config") or {}).get("thresholds") or {}
     out: dict[str, dict[str, float]] = {}
     for name, value in raw.items() if isinstance(raw, dict) else []:
         if isinstance(value, dict):

@@ -13,7 +13,7 @@ from pipelines.report.ordering import FLAG_ORDER, RankedRows
 from pipelines.report.scope import Scope
 
 MAX_RETIRED_LIST = 50
-JOB_KEYS = ("job_id", "fingerprint", "config_hash", "package_version", "model_note", "random_weights", "variant",
+JOB_KEYS = ("run_id", "model_key", "package_version", "model_note", "random_weights", "variant",
             "resolution", "created", "checkpoints")
 RENDER_KEYS = ("pairs_per_second", "elapsed_seconds", "render_seconds", "units_lost", "exit_code")
 

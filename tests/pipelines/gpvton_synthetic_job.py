@@ -187,7 +187,7 @@ def _col(table: pa.Table, name: str) -> list:
 def write_job(job_url: str, shards_url: str, pairs: Union[Sequence[Pair], pa.Table], *,
               retired: Iterable[tuple[str, str]] = (), unit_size: int = 8,
               max_failed_fraction: float | None = 0.05, planned_extra: int = 0, write_labels: bool = True,
-              job_id: str = "synthetic-job", images: str = "distinct", run_id: Optional[str] = None,
+              images: str = "distinct", run_id: Optional[str] = None,
               workers: int = 8) -> dict:
     """One fabricated render run over ``job_url`` (see the module docstring).
 
@@ -325,11 +325,10 @@ def write_job(job_url: str, shards_url: str, pairs: Union[Sequence[Pair], pa.Tab
     if max_failed_fraction is not None:
         config["max_failed_fraction"] = max_failed_fraction
     prev = folder.meta()
-    meta = {"job_id": job_id, "config": config, "config_hash": "0123456789abcdef",
-            "fingerprint": "fp-" + job_id, "package_version": "0.1.0",
+    meta = {"config": config, "package_version": "0.1.0",
             "checkpoints": {"warp": {"path": None, "sha256": None}, "generator": {"path": None, "sha256": None}},
             "model_note": "randomly initialised small networks (synthetic test job)", "model_key": MODEL_KEY,
-            "thresholds": THRESHOLDS, "pairs": plan_pairs, "resolution": H, "variant": "vitonhd",
+            "pairs": plan_pairs, "resolution": H, "variant": "vitonhd",
             "created": prev.get("created") or _now(), "updated": _now(), "run_id": run_id}
     job.write_json("job.json", meta)
     outcome = Outcome(planned=plan_pairs, counts=dict(manifest["counts"]))
