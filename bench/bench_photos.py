@@ -48,7 +48,8 @@ def _copy_images(shared: Path, root: Path) -> None:
 def _random_parser(path: Path, height: int, width: int) -> None:
     """ParserNet at its default width, exported as ``gpvton train parser`` does, with its parser.json."""
     from gpvton_core.parser import ParserNet
-    from workers.train_loop import export_onnx, parser_contract
+    from workers.train.onnx_export import export_onnx
+    from workers.train.parser_stage import parser_contract
 
     path.write_bytes(export_onnx(ParserNet(num_classes=29).eval(), (height, width)))
     path.with_suffix(".json").write_text(json.dumps(parser_contract("gp29", (height, width), False)))

@@ -3,7 +3,7 @@
     python bench/bench_train.py [--steps-small 4] [--steps-official 2] [--batch 1] [--threads 2]
                                 [--no-perceptual] [--out bench/results/train.json]
 
-Each step is what ``workers/train_loop.py`` does per step on one worker: for the warp stage the
+Each step is what ``workers/train/`` does per step on one worker: for the warp stage the
 LFGP forward in training mode, DGT truncation masks, every §9.2 loss term (the VGG-19 terms with a
 randomly initialised VGG — the same cost as the ImageNet weights), backward, Adam, then the
 parsing discriminator's step; for the generator stage the frozen warper's inference + assembly,
@@ -37,7 +37,7 @@ def bench(stage: str, width: float, steps: int, b, perceptual: bool) -> dict:
     from gpvton_core.training.discriminator import SpectralDiscriminator
     from gpvton_core.training.vgg import VGG19Features, VGGLoss
     from gpvton_core.warp import LFGPWarp
-    from workers.train_loop import generator_forward
+    from gpvton_core.training.generator_forward import generator_forward
 
     torch.manual_seed(0)
     vgg = VGGLoss(VGG19Features()) if perceptual else None

@@ -31,7 +31,7 @@ def evaluate(warp: str, shards: str, size: tuple[int, int], pairs_per_cat: int) 
     from gpvton_core.checkpoints import build_from_checkpoint
     from gpvton_core.training import paired as P
     from gpvton_core.training.batch import collate
-    from workers.train_loop import decode_pair, list_pairs
+    from workers.train.data import decode_pair, list_pairs
 
     net, meta = build_from_checkpoint(warp)
     net.eval()

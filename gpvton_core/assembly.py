@@ -161,6 +161,24 @@ def compose(raw: Tensor, warped_cloth: Tensor, warped_edge: Tensor) -> tuple[Ten
 
 # ---- 1024×768 path -------------------------------------------------------------------------
 
+def half_res_warp(height: int) -> bool:
+    """Whether the warp runs at half resolution: from 1024 rows up (the 512 warp model, §4)."""
+    return height >= 1024
+
+
+def warp_resolution(x: Tensor, half: bool, bilinear: bool) -> Tensor:
+    """A warp input at the warp's resolution: as is, or halved on the 1024 path (``bilinear`` for
+    RGB images and the type map; nearest for masks, labels, one-hots and pose)."""
+    if not half:
+        return x
+    return half_bilinear(x) if bilinear else half_nearest(x)
+
+
+def full_resolution(last_flow: Tensor, seg: Tensor, half: bool) -> tuple[Tensor, Tensor]:
+    """The warp's flow and parsing argmax at full resolution: upsampled on the 1024 path."""
+    return (upsample_flow(last_flow), upsample_labels(seg)) if half else (last_flow, seg)
+
+
 def half_nearest(x: Tensor) -> Tensor:
     """×0.5 nearest (picks even rows / columns): one-hots, pose, masks, labels."""
     return F.interpolate(x, scale_factor=0.5, mode="nearest")

@@ -268,7 +268,7 @@ class TryOnPipeline:
             raise ValueError(f"resolution {resolution} must be a multiple of 32")
         self.variant = warp.variant
         self.resolution = (int(h), int(w))
-        self.half_res_warp = h >= 1024
+        self.half_res_warp = asm.half_res_warp(h)
         self.device = torch.device(device)
         self.requested_precision = precision
         self.precision, self.precision_reason = prec.resolve(precision, self.device)
@@ -338,9 +338,7 @@ class TryOnPipeline:
             raise ValueError(f"{what} is {tuple(x.shape[-2:])}, pipeline resolution is {self.resolution}")
 
     def _lowres(self, x: Tensor, bilinear: bool) -> Tensor:
-        if not self.half_res_warp:
-            return x
-        return asm.half_bilinear(x) if bilinear else asm.half_nearest(x)
+        return asm.warp_resolution(x, self.half_res_warp, bilinear)
 
     # -- encoders ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -398,9 +396,7 @@ class TryOnPipeline:
         else:
             last_flow, seg_logits = self._call(self._decode, gb.features, pb.features, gi, pi, parts_lr, pres_lr)
         flow = last_flow.to(self.out_dtype)
-        seg = asm.seg_argmax(seg_logits)
-        if self.half_res_warp:
-            flow, seg = asm.upsample_flow(flow), asm.upsample_labels(seg)
+        flow, seg = asm.full_resolution(flow, asm.seg_argmax(seg_logits), self.half_res_warp)
         parts = gb.parts.index_select(0, gi)
         clothes = gb.clothes.index_select(0, gi)
         part_images = _parts_stacked(clothes.unsqueeze(1) * parts.unsqueeze(2))

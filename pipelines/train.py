@@ -187,9 +187,9 @@ def check_config(cfg: TrainConfig) -> None:
         from gpvton_core.training.vgg import VGG19Features
 
         try:
-            from workers.train_loop import model_path
+            from infra.models import fetch_model
 
-            VGG19Features().load_weights(model_path(cfg.vgg_weights, loop_s3(cfg)))
+            VGG19Features().load_weights(fetch_model(cfg.vgg_weights, _s3(cfg)).path)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"cannot load VGG-19 weights from {cfg.vgg_weights}: {exc}") from exc
     if cfg.stage == "generator":
@@ -199,7 +199,7 @@ def check_config(cfg: TrainConfig) -> None:
         if not _exists(cfg.warp_checkpoint, cfg):
             raise ConfigError(f"warp checkpoint not found: {cfg.warp_checkpoint}")
     if cfg.stage == "parser" and cfg.export_onnx:
-        from workers.train_loop import onnx_available
+        from workers.train.onnx_export import onnx_available
 
         if not onnx_available():
             raise ConfigError("the parser's ONNX export needs the onnx package (pip install onnx), or train "
@@ -209,7 +209,7 @@ def check_config(cfg: TrainConfig) -> None:
 
         if not torch.cuda.is_available() and not cfg.address:
             raise ConfigError("use_gpu is set but no CUDA device is available")
-    from workers.train_loop import count_examples
+    from workers.train.data import count_examples
 
     s3 = loop_s3(cfg)
     try:
@@ -280,18 +280,29 @@ def loop_config(cfg: TrainConfig) -> dict:
 
 
 def run_training(cfg: TrainConfig) -> dict:
-    """Check the configuration, then run the job on Ray Train (a local Ray unless ``address``)."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
+    """Check the configuration, write ``config.json``, then run the job on Ray Train."""
     from infra.storage import Storage
-    from workers.train_loop import train_loop_per_worker
 
     check_config(cfg)
     lc = loop_config(cfg)
     out = Storage(cfg.output, _s3(cfg))
     out.write_json("config.json", {k: v for k, v in resolved(cfg).items() if k != "s3"})
+    res = fit_on_ray(cfg, lc)
+    if "steps" not in res:  # Ray Train may keep only checkpointed reports: read the run's own log
+        rows = [json.loads(l) for l in out.read_bytes("log.jsonl").decode().splitlines() if l.strip()]
+        res.update(steps=rows[-1]["step"] if rows else 0, final_loss=rows[-1]["total"] if rows else None)
+    return res
+
+
+def fit_on_ray(cfg: TrainConfig, lc: dict) -> dict:
+    """``train_loop_per_worker(lc)`` on ``cfg.workers`` Ray Train workers (a local Ray, started and
+    stopped here, unless ``address`` or an already initialised Ray); the last reported metrics."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from workers.train.per_worker import train_loop_per_worker
+
     started_here = False
     if not ray.is_initialized():
         s3 = _s3(cfg)
@@ -322,11 +333,7 @@ def run_training(cfg: TrainConfig) -> dict:
         shutil.rmtree(storage_path, ignore_errors=True)
     if result.error:
         raise result.error
-    res = dict(result.metrics or {})
-    if "steps" not in res:  # Ray Train may keep only checkpointed reports: read the run's own log
-        rows = [json.loads(l) for l in out.read_bytes("log.jsonl").decode().splitlines() if l.strip()]
-        res.update(steps=rows[-1]["step"] if rows else 0, final_loss=rows[-1]["total"] if rows else None)
-    return res
+    return dict(result.metrics or {})
 
 
 def run(args: argparse.Namespace) -> int:

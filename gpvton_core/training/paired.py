@@ -1,6 +1,8 @@
-"""Paired warp quality: on a training pair the person already wears the garment, so the test-time
-warp of the flat garment has a ground truth — the person's own garment region. Used to check that
-a trained warper (e.g. the shipped demo model) really warps, in tests and ``bench/eval_warp.py``."""
+"""The test-time warp of training pairs, and its quality: on a training pair the person already wears
+the garment, so the test-time warp of the flat garment has a ground truth — the person's own garment
+region. :func:`assembled_warp` is also what the generator stage trains on
+(:mod:`gpvton_core.training.generator_forward`); the scores check that a trained warper (e.g. the
+shipped demo model) really warps, in tests and ``bench/eval_warp.py``."""
 
 from __future__ import annotations
 
@@ -13,23 +15,39 @@ from .. import assembly as asm
 from ..warp import LFGPWarp, stack_parts
 
 
-@torch.inference_mode()
-def warp_batch(net: LFGPWarp, b: dict[str, Any]) -> dict[str, Tensor]:
-    """Inference-mode warp + test-time assembly of a collated training batch (as ``gpvton render``).
+def assembled_warp(net: LFGPWarp, b: dict[str, Any]) -> dict[str, Tensor]:
+    """The warp + test-time assembly of a collated training batch, as ``gpvton render`` runs them:
+    at 1024 rows and up the warp sees its inputs halved and its flow and parsing are brought back
+    (:func:`~gpvton_core.assembly.half_res_warp`), the assembly runs at full resolution.
 
     Returns ``cloth`` B×3, ``label`` B×1 (float labels), ``seg`` B×1 (argmax parsing) and
-    ``part_masks`` B×3 (warped part masks before the parsing selection)."""
+    ``part_masks`` B×3 (warped part masks before the parsing selection). No grad mode of its own:
+    callers choose (the generator stage trains on these warps, so they must not be inference tensors)."""
+    half = asm.half_res_warp(b["garment"].shape[-2])
+
+    def low(x: Tensor, bilinear: bool = False) -> Tensor:
+        return asm.warp_resolution(x, half, bilinear)
+
     parts = b["garment_parts"]
-    gf = net.encode_garment(b["garment_input"], b["type_map"] if net.variant == "dresscode" else None)
-    pf = net.encode_person(b["cond"])
-    pm = stack_parts(parts[:, 0], parts[:, 1], parts[:, 2])
-    o = net.decode(gf, pf, pm, b["preserve"], mode="inference")
-    seg = asm.seg_argmax(o.seg_logits)
+    gin = b["garment_input"]
+    gf = net.encode_garment(torch.cat((low(gin[:, :3], True), low(gin[:, 3:])), 1),
+                            low(b["type_map"], True) if net.needs_type_map else None)
+    pf = net.encode_person(low(b["cond"]))
+    o = net.decode(gf, pf, stack_parts(*(low(parts[:, k]) for k in range(3))), low(b["preserve"]), mode="inference")
+    flow, seg = asm.full_resolution(o.last_flow, asm.seg_argmax(o.seg_logits), half)
     pimg = stack_parts(*(b["garment"] * parts[:, k] for k in range(3)))
-    cloth, label, edges = asm.assemble_warp(pimg, pm, o.last_flow, seg, b["preserve"],
-                                            torch.as_tensor(b["part_classes"]), torch.as_tensor(b["extra_classes"]),
-                                            return_part_masks=True)
+    pm = stack_parts(parts[:, 0], parts[:, 1], parts[:, 2])
+    dev = b["garment"].device
+    cloth, label, edges = asm.assemble_warp(pimg, pm, flow, seg, b["preserve"],
+                                            torch.as_tensor(b["part_classes"], device=dev),
+                                            torch.as_tensor(b["extra_classes"], device=dev), return_part_masks=True)
     return {"cloth": cloth, "label": label, "seg": seg, "part_masks": edges}
+
+
+@torch.inference_mode()
+def warp_batch(net: LFGPWarp, b: dict[str, Any]) -> dict[str, Tensor]:
+    """:func:`assembled_warp` in inference mode: what the quality measures below score."""
+    return assembled_warp(net, b)
 
 
 def _iou(a: Tensor, b: Tensor) -> float:

@@ -81,7 +81,7 @@ def test_shipped_demo_model_really_warps(tmp_path):
     from gpvton_core.warp import LFGPWarp
     from pipelines.demo import build_shards
     from pipelines.synthetic.catalogue import make_catalogue
-    from workers.train_loop import decode_pair, list_pairs
+    from workers.train.data import decode_pair, list_pairs
 
     model = shipped_model()
     net, _ = build_from_checkpoint(model["warp"])

@@ -110,6 +110,10 @@ def test_render_on_a_two_node_cluster(cluster, synthetic_shards, tmp_path):
 
 
 def test_train_on_a_two_node_cluster(cluster, training_shards, tmp_path):
+    """The try-on family's run through the CLI and Ray Train's start-up (test_train.py runs the
+    other warp / generator jobs with the loop in-process)."""
+    from gpvton_core.checkpoints import safetensors_meta
+
     address, env, raylets = cluster
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pipelines.cli", "train", "warp", "--shards", training_shards, "--output", str(out),
@@ -123,3 +127,5 @@ def test_train_on_a_two_node_cluster(cluster, training_shards, tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["replica_spread"] == 0.0   # the two nodes' replicas hold identical weights
+    meta = safetensors_meta((out / "warp.safetensors").read_bytes())
+    assert meta["ray_train"] is True and meta["world_size"] == 2

@@ -1,22 +1,40 @@
-"""``gpvton train``: config, user errors (exit 2, one line), and runs that always go through Ray
-Train (one worker included): the VGG-19 terms, S3 output with resume, 2 workers, the parser with
-its ONNX export, train → render."""
+"""``gpvton train``: config, user errors (exit 2, one line), and runs: the VGG-19 terms with a
+config file, S3 output with resume, the parser with its ONNX export, train → render.
+
+Every job goes through Ray Train (one worker included). That start-up is proven once per stage
+family: the parser here (one worker), warp in test_ray_cluster.py (two workers on two nodes). The
+other runs go through the whole CLI with the per-worker loop run in this process (``in_process``):
+what they prove is about the loop and the run's files, not Ray's start-up."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
+from gpvton_core.checkpoints import safetensors_meta as read_meta
 from pipelines.cli import main
 from pipelines.config import ConfigError
-from pipelines.train import TrainConfig, check_config, run_training
-from workers.train_loop import read_meta
+from pipelines.train import TrainConfig, check_config
 
 SMALL = ["--resolution", "128x96", "--width", "0.0625", "--set", "threads=1", "--set", "progress=false",
          "--set", "batch_size=1", "--set", "max_pairs=2"]
+
+
+@pytest.fixture
+def in_process(monkeypatch) -> Iterator[None]:
+    """``gpvton train`` with ``train_loop_per_worker`` run here as a single worker instead of on Ray
+    Train: argument parsing, config file, checks, ``config.json`` and the run's files as usual."""
+    import pipelines.train
+    from workers.train.per_worker import train_loop_per_worker
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(pipelines.train, "fit_on_ray", lambda cfg, lc: train_loop_per_worker(lc))
+    yield
+    torch.set_num_threads(threads)   # the loop sets the run's threads
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +71,7 @@ def test_config_validation(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg, ray_local, tmp_path):
+def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg, in_process, tmp_path):
     cfg = tmp_path / "train.yaml"
     cfg.write_text("mask_epoch: 0\nlr: 0.001\ncheckpoint_every: 0\n")
     out = tmp_path / "run"
@@ -64,11 +82,10 @@ def test_cli_run_with_perceptual_terms_and_config_file(training_shards, fake_vgg
     assert resolved["mask_epoch"] == 0 and resolved["perceptual"] is True and resolved["width"] == 0.0625
     rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["vgg"] > 0
-    assert read_meta((out / "warp.safetensors").read_bytes())["ray_train"] is True   # one worker: Ray Train too
 
 
 @pytest.mark.slow
-def test_s3_output_and_resume_is_step_exact(training_shards, local_s3, ray_local, tmp_path, monkeypatch):
+def test_s3_output_and_resume_is_step_exact(training_shards, local_s3, in_process, tmp_path, monkeypatch):
     """`gpvton train --resume` of a run on s3:// continues at its checkpoint: the resumed run's weights
     and losses equal those of an uninterrupted run (a resume that restarted at step 0 would differ).
     Checkpoints are the core's one safetensors format, read back through the model-file cache."""
@@ -104,8 +121,7 @@ def test_s3_output_and_resume_is_step_exact(training_shards, local_s3, ray_local
 
 
 @pytest.mark.slow
-@pytest.mark.slow
-def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, ray_local, tmp_path):
+def test_trained_checkpoints_render_through_gpvton_render(synthetic_shards, in_process, tmp_path):
     """`gpvton train warp` → `gpvton train generator` → `gpvton render`, Dress Code variant, every category."""
     shards = str(synthetic_shards(n_garments=9, n_persons=4, seed=0))
     small = [*SMALL, "--set", "variant=dresscode", "--set", "mask_epoch=0", "--no-perceptual"]

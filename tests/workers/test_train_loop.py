@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.train_loop import list_pairs, read_meta, train_loop_per_worker
+from gpvton_core.checkpoints import safetensors_meta as read_meta
+from gpvton_core.rows import decode_labels, decode_rgb
+from workers.train.data import list_pairs, list_persons
+from workers.train.per_worker import train_loop_per_worker
 
 BASE = dict(variant="vitonhd", height=128, width_px=96, model_width=0.0625, batch_size=1,
             lr=2e-3, lr_d=5e-5, beta1=0.5, niter=10 ** 6, niter_decay=0, mask_epoch=0, dgt=True,
@@ -186,9 +189,8 @@ def test_parser_loss_falls_and_the_run_is_complete(parser_run):
 
 def _miou_on(parser, persons) -> list[float]:
     from gpvton_core.parser import mean_iou
-    from workers.train_loop import _png
 
-    return [mean_iou(parser.parse(_png(p["image_png"])), _png(p["parsing_png"]), 29) for p in persons]
+    return [mean_iou(parser.parse(decode_rgb(p["image_png"])), decode_labels(p["parsing_png"]), 29) for p in persons]
 
 
 def test_parser_onnx_parses_the_training_photos(parser_run, vitonhd_shards, tmp_path):
@@ -199,7 +201,7 @@ def test_parser_onnx_parses_the_training_photos(parser_run, vitonhd_shards, tmp_
 
     from gpvton_core.parser import ParserNet, normalize_rgb
     from pipelines.preprocess.estimators.parser import HumanParser, ParserConfig
-    from workers.train_loop import _png, export_onnx, list_persons
+    from workers.train.onnx_export import export_onnx
 
     persons = list_persons(vitonhd_shards)
     parser = HumanParser(ParserConfig(model=str(parser_run / "parser.onnx")))
@@ -208,7 +210,7 @@ def test_parser_onnx_parses_the_training_photos(parser_run, vitonhd_shards, tmp_
 
     net = ParserNet(29, 0.25).eval()
     net.load_state_dict(load_file(parser_run / "parser.safetensors"))
-    img = _png(persons[0]["image_png"])
+    img = decode_rgb(persons[0]["image_png"])
     x = torch.nn.functional.interpolate(normalize_rgb(torch.from_numpy(img.copy()).permute(2, 0, 1)[None]),
                                         size=(128, 96), mode="bilinear", antialias=True)
     sess = ort.InferenceSession(str(parser_run / "parser.onnx"))
@@ -244,13 +246,11 @@ def test_parser_resume_is_step_exact(vitonhd_shards, tmp_path):
 def test_parser_lip_labels_on_dresscode(dresscode_shards, tmp_path):
     """``labels=lip``: the 29-label parsings (ATR-derived here) collapsed to LIP, VITON-HD's convention."""
     from pipelines.preprocess.estimators.parser import HumanParser, ParserConfig
-    from workers.train_loop import _png, list_persons
-
     out = tmp_path / "lip"
     train_loop_per_worker(dict(PARSER, shards=dresscode_shards, output=str(out), steps=3, labels="lip"))
     contract = json.loads((out / "parser.json").read_text())
     assert contract["classes"] == "lip" and contract["class_map"] == list(range(20))
     parser = HumanParser(ParserConfig(model=str(out / "parser.onnx")))
-    img = _png(list_persons(dresscode_shards)[0]["image_png"])
+    img = decode_rgb(list_persons(dresscode_shards)[0]["image_png"])
     lab = parser.parse(img)
     assert lab.shape == img.shape[:2] and lab.max() < 20
