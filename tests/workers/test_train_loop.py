@@ -108,20 +108,10 @@ def test_generator_stage_losses_fall(training_shards, warp_run, tmp_path):
     assert not missing and not unexpected
 
 
-def _beam_shards(kind: str, root, tmp_path_factory) -> str:
-    """Shards built by the real Beam stage from a sample dataset (``kind``: vitonhd | dresscode)."""
-    from pipelines.preprocess.beam_pipeline import PipelineSpec, run_pipeline
-    from pipelines.preprocess.readers import read_inputs
-
-    out = tmp_path_factory.getbasetemp() / f"{kind}-shards"
-    if not (out / "manifest.json").is_file():
-        run_pipeline(PipelineSpec(items=read_inputs([(kind, str(root))]), output=str(out)))
-    return str(out)
-
-
-@pytest.fixture(scope="session")
-def vitonhd_shards(vitonhd_root, tmp_path_factory) -> str:
-    return _beam_shards("vitonhd", vitonhd_root, tmp_path_factory)
+@pytest.fixture(scope="module")
+def vitonhd_shards(vitonhd_shards) -> str:
+    """The session's VITON-HD shards (tests/conftest.py), as the URL string the loop takes."""
+    return str(vitonhd_shards)
 
 
 def test_warp_losses_fall_on_vitonhd(vitonhd_shards, tmp_path):
@@ -133,9 +123,10 @@ def test_warp_losses_fall_on_vitonhd(vitonhd_shards, tmp_path):
     _falls(_rows(out))
 
 
-@pytest.fixture(scope="session")
-def dresscode_shards(dresscode_root, tmp_path_factory) -> str:
-    return _beam_shards("dresscode", dresscode_root, tmp_path_factory)
+@pytest.fixture(scope="module")
+def dresscode_shards(dresscode_shards) -> str:
+    """The session's Dress Code shards (tests/conftest.py), as the URL string the loop takes."""
+    return str(dresscode_shards)
 
 
 def test_dresscode_warp_and_generator_on_dresscode_samples(dresscode_shards, tmp_path):
@@ -165,7 +156,7 @@ PARSER = dict(stage="parser", height=128, width_px=96, model_width=0.25, batch_s
               progress=False, s3=None, labels="gp29")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def parser_run(vitonhd_shards, tmp_path_factory) -> Path:
     """80 steps on the 7 VITON-HD sample photos and their 29-label parsings (LIP-derived)."""
     out = tmp_path_factory.getbasetemp() / "parser-run"
