@@ -138,3 +138,20 @@ def training_shards(tmp_path_factory) -> str:
 
     root = tmp_path_factory.getbasetemp() / "train-synthetic"
     return make_training_shards(root, n_garments=9, n_persons=9, seed=7)["shards"]
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """``gpvton train`` with ``train_loop_per_worker`` run here as a single worker instead of on Ray
+    Train: argument parsing, config file, checks, ``config.json`` and the run's files as usual. For
+tests whose point is not Ray Train (``test_parser_through_ray_train`` and the two-node cluster test
+cover it), so they do not pay its start-up."""
+    import torch
+
+    import pipelines.train
+    from workers.train.per_worker import train_loop_per_worker
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(pipelines.train, "fit_on_ray", lambda cfg, lc: train_loop_per_worker(lc))
+    yield
+    torch.set_num_threads(threads)   # the loop sets the run's threads

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -22,19 +21,6 @@ from pipelines.train import TrainConfig, check_config
 
 SMALL = ["--resolution", "128x96", "--width", "0.0625", "--set", "threads=1", "--set", "progress=false",
          "--set", "batch_size=1", "--set", "max_pairs=2"]
-
-
-@pytest.fixture
-def in_process(monkeypatch) -> Iterator[None]:
-    """``gpvton train`` with ``train_loop_per_worker`` run here as a single worker instead of on Ray
-    Train: argument parsing, config file, checks, ``config.json`` and the run's files as usual."""
-    import pipelines.train
-    from workers.train.per_worker import train_loop_per_worker
-
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(pipelines.train, "fit_on_ray", lambda cfg, lc: train_loop_per_worker(lc))
-    yield
-    torch.set_num_threads(threads)   # the loop sets the run's threads
 
 
 @pytest.fixture(scope="session")

@@ -153,10 +153,11 @@ def _images_only(shared, root):
 
 
 def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path, shared_data, vitonhd_root,
-                                                                         dresscode_root, ray_local):
+                                                                         dresscode_root, in_process):
     """The whole raw-photo path: a parser trained by `gpvton train parser` on label maps we own,
     its ONNX export driving `gpvton preprocess --input photos:` on images-only copies of the shared
-    photos, and the shards rendering through `gpvton render`."""
+    photos, and the shards rendering through `gpvton render` (training and rendering in process:
+    Ray Train and Ray actors have their own tests)."""
     from pathlib import Path
 
     labelled, run = tmp_path / "labelled", tmp_path / "parser"
@@ -192,7 +193,7 @@ def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path
     assert main(["render", "--shards", str(shards), "--output", str(job), "--resolution", "256",
                  "--warp-checkpoint", str(demo / "warp.safetensors"),
                  "--generator-checkpoint", str(demo / "generator.safetensors"),
-                 "--set", "max_failed_fraction=1.0", "--set", "actors=1",   # two photos × every garment (CI time)
+                 "--set", "max_failed_fraction=1.0", "--runner", "local",   # two photos × every garment (CI time)
                  "--set", "persons.include=" + json.dumps(sorted(p["person_id"] for p in persons)[:2])]) == 0
     summary = json.loads((job / "summary.json").read_text())
     assert summary["units_lost"] == [] and summary["exit_code"] == 0, summary["lost_errors"]
