@@ -79,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     info = machine_info()
-    from gpvton_core.conditions import densepose as dp
+    from gpvton_core.conditions import densepose_approximation as dpa
     from gpvton_core.conditions import garment as gm
     from gpvton_core.conditions import parsing as ps
     from gpvton_core.conditions.resize import working_size
-    from pipelines.preprocess.derive import derive_batch, png_bytes
+    from pipelines.preprocess.derive import derive_batch
     from pipelines.preprocess.estimators.bundle import Estimators, EstimatorsConfig
     from pipelines.preprocess.readers import read_photos
+    from pipelines.preprocess.row_encoding import png_bytes
 
     H, W = working_size(args.resolution)
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             stages["parsing_derivation"] += t
             person = gp > 0 if gp.any() else np.ones_like(gp, bool)
             try:
-                _, t = _cpu(dp.approximate_from_mask, person, kps)
+                _, t = _cpu(dpa.approximate_from_mask, person, kps)
                 stages["densepose_approx"] += t
             except ValueError:
                 pass

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--columns", type=int, default=4)
     args = ap.parse_args(argv)
 
-    from pipelines.preprocess.derive import derive_garment_arrays
+    from pipelines.preprocess.garment_derivation import derive_garment_arrays
     from pipelines.preprocess.readers import read_inputs
 
     shared = Path(args.shared)

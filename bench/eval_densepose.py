@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from gpvton_core.conditions import densepose as dp  # noqa: E402
+from gpvton_core.conditions import densepose_approximation as dpa  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
 from gpvton_core.conditions import pose as po  # noqa: E402
 from gpvton_core.conditions.resize import resize_labels, resize_rgb  # noqa: E402
@@ -144,8 +145,8 @@ def evaluate_approximation(it: dict, masks: dict[str, np.ndarray]) -> dict:
     gp = ps.from_atr(resize_labels(it["atr"], SIZE), k512)
     out = {}
     for name, m in {"ref_foreground": r512 > 0, **masks}.items():
-        out[name] = {"body": fg(dp.approximate_from_mask(m, k512), r512),
-                     "body_parsing": fg(dp.approximate_from_mask(m, k512, parsing=gp), r512),
+        out[name] = {"body": fg(dpa.approximate_from_mask(m, k512), r512),
+                     "body_parsing": fg(dpa.approximate_from_mask(m, k512, parsing=gp), r512),
                      "coverage": round(float(m[r512 > 0].mean()), 4)}
     return out
 
@@ -171,12 +172,12 @@ def vitonhd(root: Path, segmenters: dict) -> dict:
         flat = (g < 2) & (rgb.max(-1) > 40)
         inv = dp.index_from_rendering(resize_rgb(rgb, SIZE), keypoints=k)
         row = {"flat_pixels_on_palette": round(float((d[flat] <= 6).mean()), 4),
-               "facing": dp.facing(k),
-               "approx_vs_inversion_on_its_foreground": fg(dp.approximate_from_mask(inv > 0, k), inv)}
+               "facing": dpa.facing(k),
+               "approx_vs_inversion_on_its_foreground": fg(dpa.approximate_from_mask(inv > 0, k), inv)}
         if segmenters:
             photo = resize_rgb(np.asarray(Image.open(test / "image" / f"{i}.jpg").convert("RGB")), SIZE)
             for name, m in segmenter_masks(photo, segmenters).items():
-                row[f"approx_vs_inversion_{name}_mask"] = fg(dp.approximate_from_mask(m, k), inv)
+                row[f"approx_vs_inversion_{name}_mask"] = fg(dpa.approximate_from_mask(m, k), inv)
         out[i] = row
     return out
 

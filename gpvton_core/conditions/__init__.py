@@ -6,6 +6,7 @@ Modules:
   pose       BODY_25 keypoints (OpenPose JSON, Dress Code COCO-18), scaling, 25-channel pose map
   pose_mapping  BlazePose-33 / COCO-17 → BODY_25 (table + fitted calibration), PCK@α·H scoring
   densepose  part-index one-hot, colour-rendering inversion
+  densepose_approximation  part index from a person mask + the skeleton (bare photos)
   parsing    29-label GP-VTON parsing from LIP-/ATR-style parsings + pose; IoU scoring
   garment    garment mask from a white background, garment part parsing (left/middle/right)
   masks      preserve masks, palm rule, official part masks/labels, person-side targets, skin colour

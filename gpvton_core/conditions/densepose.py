@@ -1,5 +1,5 @@
-"""DensePose part-index maps (spec §8.4): from a colour rendering, or approximated from a person
-mask and the skeleton.
+"""DensePose part-index maps (spec §8.4): one-hot encoding, and the index read back from a colour
+rendering.
 
 Part numbering: :class:`gpvton_core.conditions.labels.Part` (official DensePose, checked on the
 Dress Code grey maps against the COCO skeleton; "left"/"right" are the person's).
@@ -22,28 +22,19 @@ and the half-resolution chroma only breaks ties. The inversion (:func:`index_fro
    nearer than its own gets the mirror label (the rendering's model swaps them when limbs cross).
 
 The inversion is exact up to the 1-pixel boundary ring on a rendering of a known map; on the
-Dress Code samples it agrees with the shipped grey maps on about 90 % of the body, because the
-rendering is another DensePose prediction than the grey map (measurements in
-``bench/notes/parsing_densepose.md``; rerun ``python bench/eval_densepose.py``).
+Dress Code samples it agrees less with the shipped grey maps, because the rendering is another
+DensePose prediction than the grey map (measurements in ``bench/notes/parsing_densepose.md``;
+rerun ``python bench/eval_densepose.py``).
 
-**The approximation** (:func:`approximate_from_mask`, for bare photos): each pixel of the person
-mask takes the part of the nearest body segment of the BODY_25 skeleton (torso quadrilateral,
-head, upper/lower arms, hands, upper/lower legs, feet), front or back parts from
-:func:`facing`, inner/outer arm parts from the side of the bone, head right/left from the side of
-the neck→nose axis. A 29-label parsing, when given, confines face, arms, legs and shoes to their
-own (sided) segments. About 83 % of the body agrees with the Dress Code grey maps
-(``bench/notes/parsing_densepose.md``). Back views are untested: every sample faces the camera.
+Bare photos have neither: :mod:`gpvton_core.conditions.densepose_approximation` approximates the
+part index from a person mask and the skeleton.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-from gpvton_core.conditions.geometry import joint_scored, polygon_distance, segment_offset
-from gpvton_core.conditions.labels import (LEFT_FOOT_JOINTS, NUM_PARTS, RIGHT_FOOT_JOINTS, Joint, Label,
-                                           Part)
+from gpvton_core.conditions.labels import LEFT_FOOT_JOINTS, NUM_PARTS, RIGHT_FOOT_JOINTS, Joint, Part
 
 # OpenCV COLORMAP_PARULA at uint8(i·255/24), RGB; index 0 = background, black.
 RENDER_PALETTE = np.array([
@@ -56,13 +47,6 @@ RENDER_PALETTE = np.array([
 # Left ↔ right counterpart of every part (torso and background map to themselves).
 MIRROR = np.array([0, 1, 2, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22,
                    21, 24, 23], dtype=np.uint8)
-
-Facing = Literal["front", "back", "side"]
-
-
-class DensePoseError(ValueError):
-    """The skeleton lacks what a DensePose approximation needs (shoulders, hips)."""
-
 
 def densepose_onehot(index_map: np.ndarray) -> np.ndarray:
     """25-channel one-hot ×2−1 (float32, 25×H×W): +1 in exactly one channel per pixel."""
@@ -287,208 +271,3 @@ def agreement(pred: np.ndarray, ref: np.ndarray, *, foreground_only: bool = Fals
         m = r > 0
         return float((p[m] == r[m]).mean()) if m.any() else float("nan")
     return float((p == r).mean())
-
-
-# --- person mask + skeleton → approximate part index ----------------------------------------------
-
-_SIDE_MIN = 0.2   # |shoulder dx| below this × torso length: the person is seen from the side
-_ARM_SPLIT = {"upper_arm": 0.05, "lower_arm": 0.0}   # inner/outer split, × shoulder width outwards
-# Missing limbs hang straight down the torso axis: bone lengths in torso heights (shoulders→hips).
-_ARM_HANG, _LEG_HANG = 0.6, 0.9
-
-
-def _hips(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(right hip, left hip); one missing hip is mirrored through MidHip."""
-    r, l, mid = joint_scored(k, Joint.R_HIP), joint_scored(k, Joint.L_HIP), joint_scored(k, Joint.MID_HIP)
-    if r and l:
-        return k[Joint.R_HIP, :2], k[Joint.L_HIP, :2]
-    if r and mid:
-        return k[Joint.R_HIP, :2], 2 * k[Joint.MID_HIP, :2] - k[Joint.R_HIP, :2]
-    if l and mid:
-        return 2 * k[Joint.MID_HIP, :2] - k[Joint.L_HIP, :2], k[Joint.L_HIP, :2]
-    raise DensePoseError("DensePose approximation needs the hips (both, or one and MidHip)")
-
-
-def _shoulders(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not (joint_scored(k, Joint.R_SHOULDER) and joint_scored(k, Joint.L_SHOULDER)):
-        raise DensePoseError("DensePose approximation needs both shoulders")
-    return k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2]
-
-
-def facing(keypoints: np.ndarray) -> Facing:
-    """Which way the person faces the camera, from the shoulders (the hips when those are missing).
-
-    OpenPose's R joints lie at smaller x than the L joints for a person facing the camera: "front";
-    the reverse is "back"; shoulders closer in x than ``_SIDE_MIN`` × the torso length (shoulder
-    centre → hip centre; without it no "side" is told) means the person is seen from the "side".
-    """
-    k = np.asarray(keypoints, np.float32).reshape(-1, 3)
-    if joint_scored(k, Joint.R_SHOULDER) and joint_scored(k, Joint.L_SHOULDER):
-        r, l = k[Joint.R_SHOULDER, :2], k[Joint.L_SHOULDER, :2]
-    elif joint_scored(k, Joint.R_HIP) and joint_scored(k, Joint.L_HIP):
-        r, l = k[Joint.R_HIP, :2], k[Joint.L_HIP, :2]
-    else:
-        raise DensePoseError("facing needs both shoulders or both hips")
-    dx = float(l[0] - r[0])
-    try:
-        rsh, lsh = _shoulders(k)
-        rhip, lhip = _hips(k)
-        torso = float(np.linalg.norm((rhip + lhip) / 2 - (rsh + lsh) / 2))
-    except DensePoseError:
-        torso = 0.0
-    if abs(dx) < _SIDE_MIN * torso:
-        return "side"
-    return "front" if dx > 0 else "back"
-
-
-def _limb(k: np.ndarray, root: np.ndarray, mid: int, end: int, ratio: float,
-          hang: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Middle and end joint of a limb, filling missing ones: a missing middle joint is halfway to
-    the end joint; a missing end joint continues the first bone (``ratio`` × its length); with
-    both missing (the limb is cropped off or hidden) the limb hangs straight: root + ``hang``, + 2×."""
-    m = k[mid, :2] if joint_scored(k, mid) else None
-    e = k[end, :2] if joint_scored(k, end) else None
-    if m is None and e is not None:
-        m = (root + e) / 2
-    if m is not None and e is None:
-        e = m + ratio * (m - root)
-    if m is None or e is None:
-        m, e = root + hang, root + 2 * hang
-    return m, e
-
-
-# Sided parsing labels (29-label GP parsing) → the segment groups they may belong to.
-_P_FACE = Label.FACE
-_P_ARM = {Label.LEFT_ARM: "L", Label.RIGHT_ARM: "R", Label.LEFT_SLEEVE_UPPER: "L", Label.RIGHT_SLEEVE_UPPER: "R",
-          Label.LEFT_SLEEVE_DRESSES: "L", Label.RIGHT_SLEEVE_DRESSES: "R", Label.LEFT_SLEEVE_COAT: "L",
-          Label.RIGHT_SLEEVE_COAT: "R"}
-_P_LEG = {Label.LEFT_LEG: "L", Label.RIGHT_LEG: "R"}
-_P_PANTS = {Label.LEFT_PANTS: "L", Label.RIGHT_PANTS: "R"}
-_P_SHOE = {Label.LEFT_SHOE: "L", Label.RIGHT_SHOE: "R"}
-
-
-def approximate_from_mask(person_mask: np.ndarray, keypoints: np.ndarray, *,
-                          parsing: np.ndarray | None = None) -> np.ndarray:
-    """Approximate DensePose part index (uint8 H×W, 0..24; 0 outside ``person_mask``).
-
-    ``keypoints``: BODY_25 (25, 3) in the pixels of the mask's image. Each mask pixel gets the
-    part of its nearest body segment (module docstring): the torso is the shoulder–hip
-    quadrilateral, hands extend the forearm by 0.25–0.6 of its length beyond the wrist and feet
-    the shin by 0.1–0.3 beyond the ankle (the extents of the Dress Code hands and feet, measured
-    against the skeleton); a limb whose joints are missing (cropped photo) hangs straight down.
-    ``parsing`` (29-label GP parsing, optional) confines labelled pixels to their segments
-    (:func:`_constrain`). A "side" view gets the front parts. Raises
-    :class:`DensePoseError` without both shoulders, or without the hips (both, or one + MidHip).
-    """
-    m = np.asarray(person_mask, bool)
-    if m.ndim != 2:
-        raise ValueError(f"person mask must be H×W, got shape {m.shape}")
-    k = np.asarray(keypoints, np.float32).reshape(-1, 3)
-    if k.shape[0] < 15:
-        raise ValueError(f"expected BODY_25 keypoints, got {k.shape[0]} points")
-    rsh, lsh = _shoulders(k)
-    rhip, lhip = _hips(k)
-    view = facing(k)
-    back = view == "back"
-    out = np.zeros(m.shape, np.uint8)
-    if parsing is not None and np.shape(parsing) != m.shape:
-        raise ValueError(f"parsing {np.shape(parsing)} and mask {m.shape} sizes differ")
-    ys, xs = np.nonzero(m)
-    if ys.size == 0:
-        return out
-    px, py = xs.astype(np.float32), ys.astype(np.float32)
-
-    down = (rhip + lhip) / 2 - (rsh + lsh) / 2
-    torso = np.stack([rsh, lsh, lhip, rhip])
-    width = float(np.linalg.norm(lsh - rsh))
-    centre = torso.mean(0)
-    neck = k[Joint.NECK, :2] if joint_scored(k, Joint.NECK) else (rsh + lsh) / 2
-    face_pts = [k[i, :2] for i in (Joint.NOSE, Joint.R_EYE, Joint.L_EYE, Joint.R_EAR, Joint.L_EAR)
-                if joint_scored(k, i)]
-    head = np.mean(face_pts, 0) if face_pts else neck - 0.35 * down
-    right_dir = rsh - lsh                       # towards the person's right, in the image
-
-    # (name, a, b): the name (kind + side R/L) decides the part and the parsing constraints.
-    segs: list[tuple[str, np.ndarray, np.ndarray]] = [("head", neck + 0.3 * (head - neck), head)]
-    for side, sh, el, wr, hip, kn, an, foot in (
-            ("R", rsh, Joint.R_ELBOW, Joint.R_WRIST, rhip, Joint.R_KNEE, Joint.R_ANKLE, RIGHT_FOOT_JOINTS),
-            ("L", lsh, Joint.L_ELBOW, Joint.L_WRIST, lhip, Joint.L_KNEE, Joint.L_ANKLE, LEFT_FOOT_JOINTS)):
-        e, w = _limb(k, sh, el, wr, 0.9, _ARM_HANG * down)
-        segs += [("upper_arm" + side, sh, e), ("lower_arm" + side, e, w),
-                 ("hand" + side, w + 0.25 * (w - e), w + 0.6 * (w - e))]
-        kn_, an_ = _limb(k, hip, kn, an, 1.0, _LEG_HANG * down)
-        toes = [k[i, :2] for i in foot if joint_scored(k, i)]
-        f0, f1 = (an_ + 0.1 * (an_ - kn_), an_ + 0.3 * (an_ - kn_)) if not toes else \
-            (an_ + 0.3 * (np.mean(toes, 0) - an_), np.mean(toes, 0))
-        segs += [("upper_leg" + side, hip, kn_), ("lower_leg" + side, kn_, an_), ("foot" + side, f0, f1)]
-
-    names = ["torso"] + [s[0] for s in segs]
-    dists = [polygon_distance(px, py, torso)]
-    offs = [None]
-    for _name, a, b in segs:
-        d, o = segment_offset(px, py, a, b)
-        dists.append(d)
-        offs.append(o)
-    D = np.stack(dists, 0)
-    if parsing is not None:
-        D = _constrain(D, names, np.asarray(parsing)[ys, xs])
-    win = D.argmin(0)
-
-    part = np.zeros(px.shape, np.uint8)
-    for si, name in enumerate(names):
-        sel = win == si
-        if not sel.any():
-            continue
-        if name == "torso":
-            part[sel] = Part.TORSO_BACK if back else Part.TORSO_FRONT
-        elif name == "head":
-            to_right = (px[sel] - neck[0]) * right_dir[0] + (py[sel] - neck[1]) * right_dir[1]
-            part[sel] = np.where(to_right > 0, Part.HEAD_RIGHT, Part.HEAD_LEFT)
-        else:
-            kind, side = name[:-1], name[-1]
-            right = side == "R"
-            if kind in ("upper_arm", "lower_arm"):
-                _name, a, b = segs[si - 1]
-                away = (a + b) / 2 - centre
-                split = _ARM_SPLIT[kind] * width
-                outer = (offs[si][sel] @ (away / max(float(np.linalg.norm(away)), 1e-6))) > split
-                inner_part, outer_part = {
-                    ("upper_arm", True): (Part.RIGHT_UPPER_ARM_INNER, Part.RIGHT_UPPER_ARM_OUTER),
-                    ("upper_arm", False): (Part.LEFT_UPPER_ARM_INNER, Part.LEFT_UPPER_ARM_OUTER),
-                    ("lower_arm", True): (Part.RIGHT_LOWER_ARM_INNER, Part.RIGHT_LOWER_ARM_OUTER),
-                    ("lower_arm", False): (Part.LEFT_LOWER_ARM_INNER, Part.LEFT_LOWER_ARM_OUTER)}[(kind, right)]
-                if back:        # seen from behind, the surface on the outer side is the other one
-                    inner_part, outer_part = outer_part, inner_part
-                part[sel] = np.where(outer, outer_part, inner_part)
-            elif kind == "hand":
-                part[sel] = Part.RIGHT_HAND if right else Part.LEFT_HAND
-            elif kind == "foot":
-                part[sel] = Part.RIGHT_FOOT if right else Part.LEFT_FOOT
-            elif kind == "upper_leg":
-                part[sel] = ((Part.RIGHT_UPPER_LEG_BACK if right else Part.LEFT_UPPER_LEG_BACK) if back
-                             else (Part.RIGHT_UPPER_LEG_FRONT if right else Part.LEFT_UPPER_LEG_FRONT))
-            elif kind == "lower_leg":
-                part[sel] = ((Part.RIGHT_LOWER_LEG_BACK if right else Part.LEFT_LOWER_LEG_BACK) if back
-                             else (Part.RIGHT_LOWER_LEG_FRONT if right else Part.LEFT_LOWER_LEG_FRONT))
-    out[ys, xs] = part
-    return out
-
-
-def _constrain(D: np.ndarray, names: list[str], lab: np.ndarray) -> np.ndarray:
-    """Parsing-labelled pixels may only join segments of their kind and side: face → head; arm
-    skin and sleeves → that side's arm and hand; leg skin → that side's leg and foot; pants → the
-    same or the torso (a waistband covers the pelvis, which DensePose counts as torso); shoes →
-    that side's foot or lower leg (boots and high-tops cover the ankle). Where the allowed segments
-    are all missing the pixel keeps every segment."""
-    rules: list[tuple[np.ndarray, set[str]]] = [(lab == _P_FACE, {"head"})]
-    rules += [(lab == c, {"upper_arm" + s, "lower_arm" + s, "hand" + s}) for c, s in _P_ARM.items()]
-    rules += [(lab == c, {"upper_leg" + s, "lower_leg" + s, "foot" + s}) for c, s in _P_LEG.items()]
-    rules += [(lab == c, {"torso", "upper_leg" + s, "lower_leg" + s, "foot" + s})
-              for c, s in _P_PANTS.items()]
-    rules += [(lab == c, {"foot" + s, "lower_leg" + s}) for c, s in _P_SHOE.items()]
-    D = D.copy()
-    for sel, ok in rules:
-        keep = np.array([n in ok for n in names])
-        if sel.any() and keep.any():
-            D[np.ix_(~keep, sel)] = np.inf
-    return D

@@ -32,8 +32,8 @@ lack, the pose supplies:
   neck are separate).
 
 The split rules are the best of those measured against GP-VTON's released parsing on the VITON-HD
-samples (mean IoU 0.834; a perfect split inside LIP's outlines would reach 0.895, so the rest is
-LIP's outlines and seams that only the photo shows). The per-item scores and the rules tried and
+samples, and close to what a perfect split inside LIP's outlines reaches: what remains is LIP's
+outlines and seams that only the photo shows. The scores, that ceiling and the rules tried and
 rejected are in ``bench/notes/parsing_densepose.md``; rerun ``python bench/eval_parsing.py``.
 """
 

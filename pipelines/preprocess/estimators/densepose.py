@@ -11,9 +11,10 @@ with this contract (:class:`DensePoseConfig`):
           as 1×H×W, 1×1×H×W or H×W, integer or float (rounded); ``logits``: 1×25×h×w scores,
           argmax over the 25 channels. Either is resized nearest back to the photo.
 
-Without a model the pipeline falls back to ``gpvton_core.conditions.densepose.
-approximate_from_mask`` (person mask + skeleton); the shard's provenance says which was used
-(``estimated:model:<provenance>`` vs ``estimated:mask+skeleton``).
+Without a model the pipeline falls back to
+``gpvton_core.conditions.densepose_approximation.approximate_from_mask`` (person mask + skeleton);
+the shard's provenance says which was used (``estimated:model:<provenance>`` vs
+``estimated:mask+skeleton``).
 
 TorchScript files are loaded with ``torch.jit.load``: a TorchScript archive holds TorchScript code,
 not pickled Python objects, so it cannot run arbitrary Python; it is still the user's own file.

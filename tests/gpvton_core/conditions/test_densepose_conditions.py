@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from gpvton_core.conditions import densepose as dp
+from gpvton_core.conditions import densepose_approximation as dpa
 from gpvton_core.conditions import pose
 from gpvton_core.conditions.resize import resize_labels, resize_rgb
 
@@ -162,18 +163,18 @@ def _figure(mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 def test_facing():
     _m, k = _figure()
-    assert dp.facing(k) == "front"
-    assert dp.facing(_figure(mirror=True)[1]) == "back"
+    assert dpa.facing(k) == "front"
+    assert dpa.facing(_figure(mirror=True)[1]) == "back"
     side = k.copy()
     side[5, 0] = side[2, 0] + 3
-    assert dp.facing(side) == "side"
-    with pytest.raises(dp.DensePoseError):
-        dp.facing(np.zeros((25, 3), np.float32))
+    assert dpa.facing(side) == "side"
+    with pytest.raises(dpa.DensePoseError):
+        dpa.facing(np.zeros((25, 3), np.float32))
 
 
 def test_approximation_places_parts_on_the_skeleton():
     m, k = _figure()
-    out = dp.approximate_from_mask(m, k)
+    out = dpa.approximate_from_mask(m, k)
     assert out.dtype == np.uint8 and out.shape == m.shape
     assert (out[~m] == 0).all() and (out[m] > 0).all()
     assert out[70, 60] == 2                                        # torso front
@@ -189,7 +190,7 @@ def test_approximation_places_parts_on_the_skeleton():
 
 def test_approximation_from_behind_uses_back_parts():
     m, k = _figure(mirror=True)
-    out = dp.approximate_from_mask(m, k)
+    out = dpa.approximate_from_mask(m, k)
     assert out[70, 60] == 1                                        # torso back
     assert out[160, 75] == 11 and out[160, 45] == 12               # right lower leg now image-right
     assert out[120, 73] == 7 and out[120, 47] == 8
@@ -198,7 +199,7 @@ def test_approximation_from_behind_uses_back_parts():
 def test_approximation_of_a_cropped_photo_lets_the_legs_hang():
     m, k = _figure()
     k[[10, 11, 13, 14]] = 0                    # knees and ankles cropped off
-    out = dp.approximate_from_mask(m, k)
+    out = dpa.approximate_from_mask(m, k)
     assert out[130, 47] == 9 and out[130, 73] == 10
     assert out[170, 45] == 13 and out[170, 75] == 14           # knee at hip + 0.9 torso heights
 
@@ -207,23 +208,23 @@ def test_approximation_parsing_and_errors():
     m, k = _figure()
     parsing = np.zeros(m.shape, np.uint8)
     parsing[36:46, 55:65] = 14                 # "face" on the neck: must go to the head
-    out = dp.approximate_from_mask(m, k, parsing=parsing)
+    out = dpa.approximate_from_mask(m, k, parsing=parsing)
     assert np.isin(out[36:46, 55:65][m[36:46, 55:65]], [23, 24]).all()
     no_hips = k.copy()
     no_hips[[8, 9, 12]] = 0
-    with pytest.raises(dp.DensePoseError, match="hips"):
-        dp.approximate_from_mask(m, no_hips)
+    with pytest.raises(dpa.DensePoseError, match="hips"):
+        dpa.approximate_from_mask(m, no_hips)
     no_shoulder = k.copy()
     no_shoulder[5] = 0
-    with pytest.raises(dp.DensePoseError, match="shoulders"):
-        dp.approximate_from_mask(m, no_shoulder)
-    assert (dp.approximate_from_mask(np.zeros_like(m), k) == 0).all()
+    with pytest.raises(dpa.DensePoseError, match="shoulders"):
+        dpa.approximate_from_mask(m, no_shoulder)
+    assert (dpa.approximate_from_mask(np.zeros_like(m), k) == 0).all()
 
 
 def test_approximation_on_dresscode_foreground(dresscode_root):
     scores = []
     for ref, _rgb, k in _dresscode_items(dresscode_root):
         ref = resize_labels(ref, (512, 384))
-        scores.append(dp.agreement(dp.approximate_from_mask(ref > 0, k), ref, foreground_only=True))
+        scores.append(dp.agreement(dpa.approximate_from_mask(ref > 0, k), ref, foreground_only=True))
     print("mask+skeleton approximation, body pixels:", np.round(scores, 3))
     assert np.mean(scores) > 0.80 and min(scores) > 0.65

@@ -13,6 +13,8 @@ from PIL import Image
 
 from gpvton_core.conditions.pose import pose_map
 from pipelines.preprocess import derive as dv
+from pipelines.preprocess import image_decoding as idec
+from pipelines.preprocess.item_context import ItemError
 from pipelines.preprocess.readers import read_vitonhd
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,34 +47,34 @@ def test_to_rgb_conversions():
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[..., 0] = 200
     cmyk = Image.fromarray(rgb).convert("CMYK")
-    out, note = dv.to_rgb(cmyk)
+    out, note = idec.to_rgb(cmyk)
     assert out.mode == "RGB" and "CMYK" in note and abs(int(np.asarray(out)[0, 0, 0]) - 200) <= 2
     rgba = Image.fromarray(np.dstack([rgb, np.zeros((4, 4), np.uint8)]), "RGBA")
-    out, note = dv.to_rgb(rgba)
+    out, note = idec.to_rgb(rgba)
     assert (np.asarray(out) == 255).all() and "white" in note        # transparent → white
     g16 = Image.fromarray(np.full((4, 4), 65535, np.uint16))
-    out, note = dv.to_rgb(g16)
+    out, note = idec.to_rgb(g16)
     assert (np.asarray(out) == 255).all()
-    out, note = dv.to_rgb(Image.fromarray(rgb))
+    out, note = idec.to_rgb(Image.fromarray(rgb))
     assert note is None
 
 
 def test_label_decoding_and_bomb_guard():
-    assert dv.to_labels(Image.fromarray(np.full((2, 2, 3), 7, np.uint8)), "x").tolist() == [[7, 7], [7, 7]]
+    assert idec.to_labels(Image.fromarray(np.full((2, 2, 3), 7, np.uint8)), "x").tolist() == [[7, 7], [7, 7]]
     with pytest.raises(ValueError):
-        dv.to_labels(Image.fromarray(np.dstack([np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8),
-                                                np.zeros((2, 2), np.uint8)])), "x")
+        idec.to_labels(Image.fromarray(np.dstack([np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8),
+                                                  np.zeros((2, 2), np.uint8)])), "x")
     buf = io.BytesIO()
     Image.new("L", (3000, 3000)).save(buf, format="PNG")
     with pytest.raises(ValueError, match="decompression-bomb"):
-        dv._open(buf.getvalue(), max_pixels=1_000_000)
+        idec.open_image(buf.getvalue(), max_pixels=1_000_000)
     with pytest.raises(ValueError, match="0 bytes"):
-        dv._open(b"", max_pixels=1_000_000)
+        idec.open_image(b"", max_pixels=1_000_000)
 
 
 def test_item_error_row_shape():
     item = {"kind": "garment", "id": "g", "source_uri": "u", "image": "/nonexistent.jpg", "category": "upper"}
-    with pytest.raises(dv.ItemError) as ei:
+    with pytest.raises(ItemError) as ei:
         dv.derive_item(item, _read, 512)
     row = ei.value.row()
     assert row == {"item_id": "g", "kind": "garment", "stage": "read", "reason": row["reason"],

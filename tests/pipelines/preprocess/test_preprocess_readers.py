@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.preprocess import readers as rd
 from pipelines.preprocess.beam_pipeline import dedupe
-from pipelines.preprocess.derive import check_id
+from pipelines.preprocess.item_context import check_id
 
 
 def test_parse_input():
