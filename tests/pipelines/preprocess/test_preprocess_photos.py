@@ -164,7 +164,7 @@ def test_images_only_photos_preprocess_and_render_with_a_trained_parser(tmp_path
     assert main(["preprocess", "--input", f"vitonhd:{vitonhd_root}", "--input", f"dresscode:{dresscode_root}",
                  "--output", str(labelled), "--resolution", "256"]) == 0
     assert main(["train", "parser", "--shards", str(labelled), "--output", str(run), "--steps", "120",
-                 "--width", "0.25", "--resolution", "256x192", "--set", "lr=0.003"]) == 0
+                 "--width", "0.25", "--resolution", "128x96", "--set", "lr=0.003"]) == 0
     assert (run / "parser.onnx").is_file() and (run / "parser.json").is_file()
 
     photos, shards = tmp_path / "photos", tmp_path / "shards"
