@@ -78,7 +78,7 @@ def _inputs(g: int, p: int, h: int, w: int, variant: str = "vitonhd"):
     import torch
     import torch.nn.functional as F
 
-    from gpvton_core.inference import GarmentInputs, PersonInputs
+    from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 
     z = np.load(SPEC / "parity" / f"warp_{variant}.npz", allow_pickle=False)
     t = lambda k: torch.from_numpy(z[k]).float()  # noqa: E731

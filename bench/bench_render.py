@@ -42,7 +42,8 @@ def model_only(shards: Path, variant: str, width: float, batch_size: int, thread
 
     from gpvton_core import inputs as gi
     from gpvton_core.generator import TryOnGenerator
-    from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
+    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
     from gpvton_core.rows import decode_garment_row, decode_person_row
     from gpvton_core.warp import LFGPWarp
 

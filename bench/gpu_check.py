@@ -71,7 +71,7 @@ def random_inputs(n_person: int, n_garment: int, h: int, w: int, seed: int = 0):
     """Person / garment inputs shaped like the real ones (random content)."""
     import torch
 
-    from gpvton_core.inference import GarmentInputs, PersonInputs
+    from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 
     g = torch.Generator().manual_seed(seed)
 
@@ -302,7 +302,7 @@ def _decoded(shards: Path, variant: str, categories: tuple[str, ...]):
     import pyarrow.parquet as pq
 
     from gpvton_core import inputs as gin
-    from gpvton_core.inference import GarmentInputs, PersonInputs
+    from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
     from gpvton_core.rows import decode_garment_row, decode_person_row
 
     prow = pq.read_table(shards / "persons").to_pylist()
@@ -578,7 +578,7 @@ def section_unit_profile(a, res: dict) -> None:
     finally:
         scores_mod.compute_scores, HostCopy.wait, images_mod.paste_back = orig_scores, orig_wait, orig_paste
     # model-only: the same pipeline on the same decoded inputs and buckets
-    from gpvton_core.inference import GarmentInputs, PersonInputs
+    from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 
     ins = proc.inputs.load("person", unit["person_ids"], "upper", unit["files"]["persons"])
     gins = proc.inputs.load("garment", unit["garment_ids"], "upper", unit["files"]["garments"])

@@ -10,33 +10,13 @@ Stable API for the render stage::
     out.tryon                                          # N×3×H×W in [−1,1]
     out.warped_part_masks, out.seg, out.preserve_gen   # what gpvton_core.scores needs
 
-Rows of inputs / encoded batches combine with ``PersonInputs.cat`` / ``GarmentInputs.cat`` and
-``GarmentBatch.select`` / ``.cat`` (likewise ``PersonBatch``), e.g. to cache encoded rows per id.
-
 The garment and person encoders run once per row; only the flow decoder, the assembly and
 the generator run per pair. Everything runs under ``torch.inference_mode()``; the generator
 runs in eval mode, so a pair's output does not depend on its batch neighbours.
 
-Inputs (all at the working resolution H×W = ``resolution``; float tensors unless stated):
-
-``PersonInputs`` (one row per model photo — for Dress Code one row per (photo, category),
-because the preserve masks depend on the garment category):
-  * ``image``        B×3×H×W person RGB in [−1,1] ((u8/255 − 0.5)/0.5)
-  * ``densepose``    B×1×H×W integer DensePose part index 0..24 (any int / float dtype)
-  * ``pose``         B×25×H×W BODY_25 square maps in {−1,+1}
-  * ``preserve_warp``  B×1×H×W {0,1} warp-stage preserve mask (GPVTON.md §8.5)
-  * ``preserve_gen``   B×1×H×W {0,1} generator-stage preserve mask (VITON-HD: same as warp)
-  * ``skin``         B×3 median skin colour in [−1,1] (u8/127.5 − 1), or B×3×H×W
-  * ``category``     optional list of B strings; when given, pairs must match the garment's
-
-``GarmentInputs``:
-  * ``image``   B×3×H×W in-shop garment RGB in [−1,1], *not* masked (white background = 1)
-  * ``mask``    B×1×H×W {0,1} garment mask
-  * ``parts``   B×3×H×W {0,1} part masks (person's left / middle / right; GPVTON.md §8.6)
-  * ``category`` list of B strings: ``upper`` / ``lower`` / ``dresses`` (VITON-HD: ``upper``)
-
-The part label and the Dress Code type map are derived from ``parts`` and ``category``.
-At 1024×768 the warp runs at half resolution (GPVTON.md §4) and everything else at full.
+Inputs, encoded rows and outputs are the types of :mod:`gpvton_core.tryon_batches` (its docstring
+lists the input tensors); at 1024×768 the warp runs at half resolution (GPVTON.md §4) and
+everything else at full.
 
 Every network runs channels-last (weights and activations; ``channels_last=False`` for the
 old NCHW layout). ``precision`` (see :mod:`gpvton_core.precision`):
@@ -70,44 +50,18 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import assembly as asm
 from . import precision as prec
 from .generator import TryOnGenerator
 from .precision import Policy, Precision
+from .tryon_batches import (GarmentBatch, GarmentInputs, Index, PersonBatch, PersonInputs, TryOnOutputs, host_indices,
+                            to_device)
 from .warp import GarmentFeatures, LFGPWarp, PersonFeatures
-
-Index = Union[Tensor, Sequence[int]]
-
-
-def _idx(i: Index, device: torch.device) -> Tensor:
-    """Indices on ``device``; host indices go through pinned memory (a plain copy to CUDA syncs)."""
-    if isinstance(i, Tensor) and i.device == device:
-        return i.long()
-    return to_device(_host_idx(i), device)
-
-
-def _rows(i: Index, device: torch.device) -> tuple[Tensor, list[int]]:
-    """(indices on ``device``, the same as a list); device indices cost a sync for the list."""
-    return _idx(i, device), _host_idx(i).tolist()
-
-
-def _host_idx(i: Index) -> Tensor:
-    """Indices on the host (a device tensor costs one sync here, so callers pass host indices)."""
-    return (i.detach().cpu() if isinstance(i, Tensor) else torch.as_tensor(i)).to(torch.long)
-
-
-def to_device(x: Tensor, device: torch.device) -> Tensor:
-    """Host → device without blocking the host (pinned staging on CUDA; a no-op on the CPU)."""
-    if device.type != "cuda" or x.device.type != "cpu":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
 
 
 def person_bucket(n: int, batch_size: int) -> int:
@@ -122,138 +76,6 @@ def _parts_stacked(x: Tensor) -> Tensor:
     """B×3×C×H×W (per-part tensors) → 3B×C×H×W in [left; middle; right] order."""
     b, k = x.shape[:2]
     return x.transpose(0, 1).reshape(k * b, *x.shape[2:])
-
-
-@dataclass
-class PersonInputs:
-    """One row per person photo (Dress Code: per photo and category). See module docstring."""
-
-    image: Tensor
-    densepose: Tensor
-    pose: Tensor
-    preserve_warp: Tensor
-    preserve_gen: Tensor
-    skin: Tensor
-    category: Optional[list[str]] = None
-
-    def __len__(self) -> int:
-        return self.image.shape[0]
-
-    @staticmethod
-    def cat(items: Sequence["PersonInputs"]) -> "PersonInputs":
-        """Rows of several inputs in order (category kept when every item has one)."""
-        cats = [x.category for x in items]
-        return PersonInputs(*(torch.cat([getattr(x, k) for x in items]) for k in _PERSON_TENSORS),
-                            category=None if any(c is None for c in cats) else [c for cs in cats for c in cs])
-
-    def select(self, idx: Index) -> "PersonInputs":
-        i = _idx(idx, self.image.device)
-        return PersonInputs(*(getattr(self, k).index_select(0, i) for k in _PERSON_TENSORS),
-                            category=None if self.category is None else [self.category[j] for j in _host_idx(idx).tolist()])
-
-    def cond(self) -> Tensor:
-        """B×51 warp condition: [DensePose one-hot ×2−1, pose, warp preserve mask]."""
-        onehot = F.one_hot(self.densepose[:, 0].long(), 25).permute(0, 3, 1, 2).to(self.pose.dtype)
-        return torch.cat((onehot * 2 - 1, self.pose, self.preserve_warp.to(self.pose.dtype)), 1)
-
-
-_PERSON_TENSORS = ("image", "densepose", "pose", "preserve_warp", "preserve_gen", "skin")
-
-
-@dataclass
-class GarmentInputs:
-    """One row per garment. See module docstring."""
-
-    image: Tensor
-    mask: Tensor
-    parts: Tensor
-    category: list[str]
-
-    def __len__(self) -> int:
-        return self.image.shape[0]
-
-    @staticmethod
-    def cat(items: Sequence["GarmentInputs"]) -> "GarmentInputs":
-        return GarmentInputs(*(torch.cat([getattr(x, k) for x in items]) for k in ("image", "mask", "parts")),
-                             category=[c for x in items for c in x.category])
-
-
-@dataclass
-class GarmentBatch:
-    """Encoded garments plus the full-resolution tensors the assembly needs."""
-
-    features: GarmentFeatures
-    parts_warp: Tensor  # B×3×h×w part masks at warp resolution, float32
-    clothes: Tensor  # B×3×H×W garment·mask, float32
-    parts: Tensor  # B×3×H×W, float32
-    part_cls: Tensor  # B×3 long
-    extra_cls: Tensor  # B×3 long
-    category: list[str]
-
-    def __len__(self) -> int:
-        return self.clothes.shape[0]
-
-    def select(self, idx: Index) -> "GarmentBatch":
-        i, rows = _rows(idx, self.clothes.device)
-        return GarmentBatch(self.features.select(i), *(getattr(self, k).index_select(0, i) for k in _GARMENT_ROWS),
-                            category=[self.category[j] for j in rows])
-
-    @staticmethod
-    def cat(items: Sequence["GarmentBatch"]) -> "GarmentBatch":
-        return GarmentBatch(GarmentFeatures.cat([x.features for x in items]),
-                            *(torch.cat([getattr(x, k) for x in items]) for k in _GARMENT_ROWS),
-                            category=[c for x in items for c in x.category])
-
-
-_GARMENT_ROWS = ("parts_warp", "clothes", "parts", "part_cls", "extra_cls")
-
-
-@dataclass
-class PersonBatch:
-    """Encoded persons plus the full-resolution tensors the assembly and generator need."""
-
-    features: PersonFeatures
-    preserve_warp_lr: Tensor  # B×1×h×w at warp resolution, float32
-    inputs: PersonInputs  # float32, on the pipeline device
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def select(self, idx: Index) -> "PersonBatch":
-        i = _idx(idx, self.preserve_warp_lr.device)
-        return PersonBatch(self.features.select(i), self.preserve_warp_lr.index_select(0, i),
-                           self.inputs.select(idx if self.inputs.category is not None else i))
-
-    @staticmethod
-    def cat(items: Sequence["PersonBatch"]) -> "PersonBatch":
-        return PersonBatch(PersonFeatures.cat([x.features for x in items]),
-                           torch.cat([x.preserve_warp_lr for x in items]), PersonInputs.cat([x.inputs for x in items]))
-
-
-@dataclass
-class TryOnOutputs:
-    """Per-pair outputs (N rows, float32 unless stated)."""
-
-    tryon: Tensor  # N×3×H×W final image in [−1,1]
-    warped_cloth: Tensor  # N×3×H×W warped garment as fed to the generator
-    warped_label: Tensor  # N×1×H×W long, 0..6 (VITON-HD) / 0..9 (Dress Code)
-    composition_mask: Tensor  # N×1×H×W sigmoid mask × warped garment mask
-    rendered: Tensor  # N×3×H×W generator rendering (tanh)
-    seg: Tensor  # N×1×H×W long parsing argmax (full resolution)
-    warped_part_masks: Tensor  # N×3×H×W part masks E_k warped by their own flows (left, middle, right)
-    preserve_gen: Tensor  # N×1×H×W generator-stage preserve mask as applied (Dress Code: × (1 − warped mask))
-
-    @staticmethod
-    def cat(items: Sequence["TryOnOutputs"]) -> "TryOnOutputs":
-        if len(items) == 1:
-            return items[0]
-        return TryOnOutputs(**{f.name: torch.cat([getattr(o, f.name) for o in items]) for f in fields(TryOnOutputs)})
-
-    def head(self, n: int) -> "TryOnOutputs":
-        """The first ``n`` rows (padded pairs dropped)."""
-        if n == len(self.tryon):
-            return self
-        return TryOnOutputs(**{f.name: getattr(self, f.name)[:n] for f in fields(TryOnOutputs)})
 
 
 class TryOnPipeline:
@@ -424,7 +246,7 @@ class TryOnPipeline:
         Pass host indices (lists or CPU tensors): device indices cost a sync. ``fixed_shapes``:
         see the module docstring (what a compiled pipeline needs).
         """
-        gi, pi = _host_idx(garment_idx), _host_idx(person_idx)
+        gi, pi = host_indices(garment_idx), host_indices(person_idx)
         if gi.shape != pi.shape or gi.dim() != 1 or gi.numel() == 0:
             raise ValueError("garment_idx and person_idx must be equal-length, non-empty 1-D index lists")
         if persons.inputs.category is not None:
@@ -482,6 +304,5 @@ def build_pipeline(variant: str = "vitonhd", width: float = 1.0, **kwargs) -> Tr
     return TryOnPipeline(LFGPWarp(variant, width), TryOnGenerator(width), **kwargs)  # type: ignore[arg-type]
 
 
-__all__ = ["PersonInputs", "GarmentInputs", "GarmentBatch", "PersonBatch", "TryOnOutputs", "TryOnPipeline",
-           "build_pipeline", "person_bucket", "to_device"]
+__all__ = ["TryOnPipeline", "build_pipeline", "person_bucket"]
 

@@ -1,4 +1,4 @@
-"""Shard-row arrays → one-row :mod:`gpvton_core.inference` inputs (GPVTON.md §3.1, §8).
+"""Shard-row arrays → one-row :mod:`gpvton_core.tryon_batches` inputs (GPVTON.md §3.1, §8).
 
 Pure: NumPy arrays in (decoded PNGs of a shard row), tensors out; no files, no network. The
 render worker and the training loop both build their inputs here, with the condition functions
@@ -6,11 +6,11 @@ of :mod:`gpvton_core.conditions`, so the two cannot drift.
 
 * :func:`person_inputs` — photo ``H×W×3`` uint8, 29-label parsing ``H×W``, DensePose part index
   ``H×W`` and BODY_25 keypoints ``25×3`` → :class:`PersonRow`: a one-row
-  :class:`~gpvton_core.inference.PersonInputs` for one garment category and dataset variant
+  :class:`~gpvton_core.tryon_batches.PersonInputs` for one garment category and dataset variant
   (the preserve masks depend on both) plus the person-side targets (§8.7) of the paired
   parse score.
 * :func:`garment_inputs` — garment RGB, mask ``{0,255}`` and part map (0 bg, 1 left, 2 middle,
-  3 right; shard convention) → a one-row :class:`~gpvton_core.inference.GarmentInputs` (the
+  3 right; shard convention) → a one-row :class:`~gpvton_core.tryon_batches.GarmentInputs` (the
   part label and the Dress Code type map are derived from it by the pipeline).
 
 Rows are batched with ``PersonInputs.cat`` / ``GarmentInputs.cat``. Malformed arrays raise
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .conditions import densepose as cdp, garment as cg, masks as cm, pose as cpose
 from .conditions.labels import CATEGORIES
-from .inference import GarmentInputs, PersonInputs
+from .tryon_batches import GarmentInputs, PersonInputs
 
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 import pytest
 import torch
 
-from gpvton_core.inference import GarmentInputs, PersonInputs
+from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 
 TINY = 1 / 16  # width of the tiny test networks (same code and keys as the official ones)
 

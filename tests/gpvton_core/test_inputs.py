@@ -135,7 +135,8 @@ def test_rows_feed_the_core_pipeline(synthetic_rows, variant, category):
     """Rows batch with PersonInputs.cat / GarmentInputs.cat and run through TryOnPipeline; the
     outputs carry what the scores need (warped part masks E_k, the applied generator preserve)."""
     from gpvton_core.generator import TryOnGenerator
-    from gpvton_core.inference import GarmentInputs, TryOnPipeline
+    from gpvton_core.inference import TryOnPipeline
+    from gpvton_core.tryon_batches import GarmentInputs
     from gpvton_core.warp import LFGPWarp
 
     persons, garments = synthetic_rows

@@ -43,7 +43,7 @@ def unit_tensors(good: list[Pair], persons: dict[str, Any], pfeat: dict[str, Any
                  device: Any) -> UnitTensors:
     import torch
 
-    from gpvton_core.inference import GarmentBatch, PersonBatch, to_device
+    from gpvton_core.tryon_batches import GarmentBatch, PersonBatch, to_device
 
     pids = sorted({p for p, _ in good})
     gids = sorted({g for _, g in good})
@@ -105,7 +105,7 @@ class PairRunner:
         """
         import torch
 
-        from gpvton_core.inference import to_device
+        from gpvton_core.tryon_batches import to_device
         from gpvton_core.scores import SCORE_NAMES, compute_scores
         from gpvton_core.transfer import copy_to_host
 

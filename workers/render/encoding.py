@@ -26,7 +26,7 @@ class UnitEncoder:
 
     def encode(self, kind: str, items: dict[str, Any], category: str) -> dict[str, Any]:
         """Encoded row per id of ``items`` (inputs; an exception stands for a bad row and is skipped)."""
-        from gpvton_core.inference import GarmentInputs, PersonInputs
+        from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 
         feats: dict[str, Any] = {}
         todo = []

@@ -7,7 +7,8 @@ import torch
 
 from gpvton_core import assembly as asm
 from gpvton_core.generator import TryOnGenerator
-from gpvton_core.inference import GarmentInputs, PersonInputs, TryOnPipeline
+from gpvton_core.inference import TryOnPipeline
+from gpvton_core.tryon_batches import GarmentInputs, PersonInputs
 from gpvton_core.training.generator_forward import generator_forward
 from gpvton_core.training.paired import assembled_warp
 from gpvton_core.warp import LFGPWarp
