@@ -13,7 +13,7 @@ the means, since a class swap there is not a split error.
 Printed / written:
 
 * per item, the IoU of every scored class present in either parsing
-  (:data:`~gpvton_core.conditions.parsing.SCORED_CLASSES`: torso, pants, neck, arms, sleeves);
+  (:data:`~gpvton_core.conditions.parsing_checks.SCORED_CLASSES`: torso, pants, neck, arms, sleeves);
 * ``class_mean`` — per class, the mean over the items where it occurs, and ``miou``, the mean of
   those (the project's measure, kept in the ``parsing`` module docstring);
 * ``pooled`` — per class, Σ intersection / Σ union over the items (large items weigh more);
@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from gpvton_core.conditions import DERIVATION_VERSION  # noqa: E402
 from gpvton_core.conditions import labels  # noqa: E402
 from gpvton_core.conditions import parsing as ps  # noqa: E402
+from gpvton_core.conditions import parsing_checks  # noqa: E402
 
 SIZE = (512, 384)
 # Groups whose split (not outline) the derivation decides: garment torso + sleeves, pants halves;
@@ -107,26 +108,26 @@ def _summary(per_item: dict[str, dict[int, float]], inter: dict, union: dict) ->
             per_class.setdefault(c, []).append(v)
     class_mean = {c: float(np.mean(v)) for c, v in sorted(per_class.items())}
     pooled = {c: inter[c] / union[c] for c in sorted(union) if union[c]}
-    return {"class_mean": class_mean, "miou": ps.mean_iou(class_mean),
-            "pooled": pooled, "pooled_miou": ps.mean_iou(pooled)}
+    return {"class_mean": class_mean, "miou": parsing_checks.mean_iou(class_mean),
+            "pooled": pooled, "pooled_miou": parsing_checks.mean_iou(pooled)}
 
 
 def evaluate(items) -> dict:
     per_item, ceil_item, skipped = {}, {}, {}
-    inter = {c: 0 for c in ps.SCORED_CLASSES}
+    inter = {c: 0 for c in parsing_checks.SCORED_CLASSES}
     union = dict(inter)
     cinter, cunion = dict(inter), dict(inter)
     for i, lip, k, ref in items:
         gp = ps.from_lip(lip, k)
-        ps.validate(gp)
+        parsing_checks.validate(gp)
         types = garment_types(gp), garment_types(ref)
         if types[0] != types[1]:
             skipped[i] = {"derived": list(types[0]), "gpvton": list(types[1])}
             continue
-        per_item[i] = ps.class_iou(gp, ref, ps.SCORED_CLASSES)
+        per_item[i] = parsing_checks.class_iou(gp, ref, parsing_checks.SCORED_CLASSES)
         oracle = oracle_split(gp, ref)
-        ceil_item[i] = ps.class_iou(oracle, ref, ps.SCORED_CLASSES)
-        for c in ps.SCORED_CLASSES:
+        ceil_item[i] = parsing_checks.class_iou(oracle, ref, parsing_checks.SCORED_CLASSES)
+        for c in parsing_checks.SCORED_CLASSES:
             for p, I, U in ((gp, inter, union), (oracle, cinter, cunion)):
                 a, b = p == c, ref == c
                 I[c] += int((a & b).sum())
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     res = {"derivation_version": DERIVATION_VERSION, "cpu": cpu_model(), "machine": machine, "size": list(SIZE),
-           "classes": {str(c): labels.LABEL_NAMES[c] for c in ps.SCORED_CLASSES}, **res}
+           "classes": {str(c): labels.LABEL_NAMES[c] for c in parsing_checks.SCORED_CLASSES}, **res}
     print(table(res))
     if res["skipped_type_mismatch"]:
         print("skipped (garment type differs):", res["skipped_type_mismatch"])

@@ -7,7 +7,8 @@ Modules:
   pose_mapping  BlazePose-33 / COCO-17 → BODY_25 (table + fitted calibration), PCK@α·H scoring
   densepose  part-index one-hot, colour-rendering inversion
   densepose_approximation  part index from a person mask + the skeleton (bare photos)
-  parsing    29-label GP-VTON parsing from LIP-/ATR-style parsings + pose; IoU scoring
+  parsing    29-label GP-VTON parsing from LIP-/ATR-style parsings + pose
+  parsing_checks  label-map validation, per-class IoU scoring, labels cut to the person mask
   garment    garment mask from a white background, garment part parsing (left/middle/right)
   masks      preserve masks, palm rule, official part masks/labels, person-side targets, skin colour
   ratio      DGT person–garment ratio (pc_ratio)

@@ -25,7 +25,7 @@ BlazePose-33 → BODY_25 (:data:`BLAZEPOSE_TO_BODY25`; ``-1`` = no source)::
 Calibration. OpenPose and BlazePose were trained on different definitions of some joints. The
 offsets were fitted once on the 13 real photos of the shared samples (7 VITON-HD with their
 OpenPose BODY_25, 6 Dress Code with their OpenPose COCO-18), on BlazePose's output as
-``pipelines/preprocess/estimators/pose.py`` produces it (crop + mirror pass): the median of the
+``pipelines/preprocess/estimators/pose_blazepose.py`` produces it (crop + mirror pass): the median of the
 per-joint residuals (reference − prediction), left/right mirrored, in lengths of the same body, so
 they hold at any image scale and framing (``python bench/eval_pose.py --fit`` reproduces the fit).
 An offset is applied when its median is at least 3 standard errors from zero:

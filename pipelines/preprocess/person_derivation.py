@@ -19,6 +19,7 @@ from gpvton_core.conditions import densepose_approximation as dpa
 from gpvton_core.conditions import framing as fr
 from gpvton_core.conditions import masks as mk
 from gpvton_core.conditions import parsing as ps
+from gpvton_core.conditions import parsing_checks
 from gpvton_core.conditions import ratio as rt
 from gpvton_core.conditions import resize as rs
 from gpvton_core.conditions.labels import CATEGORIES
@@ -122,7 +123,7 @@ def parse_drafts(drafts: list[PersonDraft], est) -> None:
             f"+derived:{parser.scheme}+pose" if parser.scheme in ("lip", "atr") else "")
         d.ctx.models["parser"] = parser.provenance
         if d.person is not None:   # a parser's labels on a busy background are not the person's
-            d.gp, cut = ps.restrict_to_mask(d.gp, d.person)
+            d.gp, cut = parsing_checks.restrict_to_mask(d.gp, d.person)
             d.ctx.provenance.setdefault("outside_person_mask", {})["parsing"] = round(cut, 4)
 
 
@@ -155,7 +156,7 @@ def _densepose(d: PersonDraft, est) -> np.ndarray:
             raise ctx.fail("derive", f"DensePose approximation: {exc}") from None
         ctx.provenance["densepose"] = "estimated:mask+skeleton"
     if d.person is not None and not item.get("densepose_rendered"):
-        dpi, cut = ps.restrict_to_mask(dpi, d.person)   # estimated DensePose stays on the person too
+        dpi, cut = parsing_checks.restrict_to_mask(dpi, d.person)   # estimated DensePose stays on the person too
         ctx.provenance.setdefault("outside_person_mask", {})["densepose"] = round(cut, 4)
     return dpi
 
@@ -183,7 +184,7 @@ def finish_person(d: PersonDraft, read: Callable[[str], bytes], resolution: int,
                   max_pixels: int = DEFAULT_MAX_PIXELS, est=None) -> dict[str, Any]:
     ctx, item, gp, image = d.ctx, d.ctx.item, d.gp, d.image
     try:
-        ps.validate(gp)
+        parsing_checks.validate(gp)
     except ps.ParsingError as exc:
         raise ctx.fail("validate", str(exc), item.get("parsing")) from None
     dpi = _densepose(d, est)

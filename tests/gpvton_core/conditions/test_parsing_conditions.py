@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from gpvton_core.conditions import parsing as ps
+from gpvton_core.conditions import parsing_checks
 from gpvton_core.conditions.pose import body25_from_openpose, coco18_to_body25, scale_keypoints
 
 
@@ -160,9 +161,9 @@ def test_lip_and_atr_conversion_tables():
 def test_class_iou():
     a = np.array([[5, 5, 21, 0]])
     b = np.array([[5, 21, 21, 0]])
-    iou = ps.class_iou(a, b, (5, 21, 22))
+    iou = parsing_checks.class_iou(a, b, (5, 21, 22))
     assert iou == {5: 0.5, 21: 0.5}
-    assert ps.mean_iou(iou) == 0.5
+    assert parsing_checks.mean_iou(iou) == 0.5
 
 
 def test_derived_parsing_vs_gpvton_release(vitonhd_root):
@@ -179,10 +180,10 @@ def test_derived_parsing_vs_gpvton_release(vitonhd_root):
         gp = ps.from_lip(lip, k)
         for p in (gp, ref):   # both parsings see an upper garment (same garment type)
             assert np.isin(p, (5, 21, 22)).sum() > 0.9 * np.isin(p, (5, 6, 7, 21, 22, 24, 25, 26, 27)).sum()
-        for c, v in ps.class_iou(gp, ref).items():
+        for c, v in parsing_checks.class_iou(gp, ref).items():
             per.setdefault(c, []).append(v)
     ious = {c: float(np.mean(v)) for c, v in sorted(per.items())}
-    miou = ps.mean_iou(ious)
+    miou = parsing_checks.mean_iou(ious)
     print("derived parsing IoU vs parse-bytedance_512:", {c: round(v, 3) for c, v in ious.items()},
           f"mIoU {miou:.3f}")
     # bench/eval_parsing.py, derivation 1.2.0: mIoU 0.834, sleeves 0.775 / 0.732, pants 0.869 / 0.895

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from gpvton_core.conditions import pose_mapping as pm
 from gpvton_core.conditions.pose import body25_from_openpose, coco18_to_body25, scale_keypoints
-from pipelines.preprocess.estimators.pose import (PersonPose, PoseConfig, PoseEstimator, decode_yolox,
-                                                  nms)
+from pipelines.preprocess.estimators.pose import PersonPose, PoseConfig, PoseEstimator
+from pipelines.preprocess.estimators.pose_onnx import decode_yolox, nms
 
 
 @pytest.fixture(scope="module")
