@@ -63,3 +63,40 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def parity_fixtures(spec_dir):
+    """../shared/spec/parity: the official networks' inputs and outputs for deterministic weights."""
+    d = spec_dir / "parity"
+    if not any(d.glob("*.npz")):
+        pytest.fail(f"no parity fixtures in {d}")
+    return d
+
+
+@pytest.fixture
+def parity_case(parity_fixtures) -> Callable[[str, object], None]:
+    """``check(network, dtype_or_run)``: one parity fixture through our network, every compared
+    output within the stated tolerance, and the outputs that this path must produce all compared."""
+    from gpvton_core import parity
+
+    def check(name: str, dtype) -> None:
+        path = parity_fixtures / f"{name}.npz"
+        assert path.is_file(), f"parity fixture missing: {path}"
+        lines: list[str] = []
+        fill = parity.load_fill_weights(parity_fixtures, None)
+        checks = parity.run_fixture(path, fill, parity_fixtures.parent / "checkpoints", [dtype], log=lines.append)
+        print("\n".join(lines))
+        assert checks, "fixture not recognised"
+        failed = [c.line() for c in checks if not c.ok]
+        assert not failed, "\n".join(failed)
+        names = {c.name for c in checks}
+        if name == "generator":
+            assert {"in_gen_inputs", "ref_gen_raw", "ref_p_tryon"} <= names
+        elif isinstance(dtype, parity.Run) and dtype.path == "inference":  # no training-only debug outputs
+            assert {"ref_last_flow", "ref_seg_logits", "ref_warped_cloth", "ref_warped_label"} == names
+        else:
+            assert {"ref_last_flow", "ref_seg_logits", "ref_warped_cloth", "ref_warped_label", "dbg_attention_l0",
+                    "dbg_delta_l1_refine"} <= names
+
+    return check
