@@ -8,7 +8,9 @@ holds for optional test dependencies (``pytest.importorskip``, e.g. onnx).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -54,13 +56,36 @@ def dresscode_root(shared_data: Path) -> Path:
     return _require(shared_data / "dresscode")
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``build(folder)`` once per test run, shared by every pytest-xdist worker (read-only).
+
+    Session fixtures are per worker process; the expensive read-only ones (Beam preprocessing
+    runs) are built by the first worker that needs them, under a file lock, and reused by the
+    others from the run's common temporary folder. A build that fails leaves no marker."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent          # pytest-of-USER/pytest-N/, shared by the run's workers
+    folder = base / "shared-fixtures" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder.parent / f"{name}.built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder.parent / f"{name}.built").touch()
+    return folder
+
+
 def _dataset_shards(kind: str, root: Path, tmp_path_factory) -> Path:
     from pipelines.cli import main
 
-    out = tmp_path_factory.mktemp(f"{kind}-shards") / "shards"
-    assert main(["preprocess", "--input", f"{kind}:{root}", "--output", str(out), "--resolution", "512",
-                 "--no-progress"]) == 0
-    return out
+    def build(folder: Path) -> None:
+        assert main(["preprocess", "--input", f"{kind}:{root}", "--output", str(folder / "shards"),
+                     "--resolution", "512", "--no-progress"]) == 0
+
+    return built_once(tmp_path_factory, f"{kind}-shards", build) / "shards"
 
 
 @pytest.fixture(scope="session")
@@ -111,22 +136,19 @@ def ray_local():
 def synthetic_shards(tmp_path_factory):
     """Factory: a generated catalogue preprocessed by the real Beam stage at 128×96 (read-only).
 
-    Cached per arguments, so test modules asking for the same catalogue share one Beam run.
+    Built once per arguments and run (:func:`built_once`), so test modules asking for the same
+    catalogue share one Beam run, across parallel workers too.
     """
     from pipelines.demo import build_shards
     from pipelines.synthetic.catalogue import make_catalogue
 
-    cache: dict[tuple[int, int, int], Path] = {}
-
     def make(n_garments: int = 9, n_persons: int = 4, seed: int = 0) -> Path:
-        key = (n_garments, n_persons, seed)
-        if key not in cache:
-            root = tmp_path_factory.mktemp("synthetic")
+        def build(root: Path) -> None:
             make_catalogue(root / "cat", n_garments=n_garments, n_persons=n_persons, height=128, width=96,
                            seed=seed)
             build_shards(root / "cat", root / "shards", 128)
-            cache[key] = root / "shards"
-        return cache[key]
+
+        return built_once(tmp_path_factory, f"synthetic-{n_garments}-{n_persons}-{seed}", build) / "shards"
 
     return make
 
@@ -136,16 +158,18 @@ def training_shards(tmp_path_factory) -> str:
     """Paired synthetic catalogue for training tests (9 garments, 9 persons wearing them; 3 per category)."""
     from tests.pipelines.synthetic_fixtures import make_training_shards
 
-    root = tmp_path_factory.getbasetemp() / "train-synthetic"
-    return make_training_shards(root, n_garments=9, n_persons=9, seed=7)["shards"]
+    def build(root: Path) -> None:
+        make_training_shards(root, n_garments=9, n_persons=9, seed=7)
+
+    return str(built_once(tmp_path_factory, "train-synthetic", build) / "shards")
 
 
 @pytest.fixture
 def in_process(monkeypatch):
     """``gpvton train`` with ``train_loop_per_worker`` run here as a single worker instead of on Ray
     Train: argument parsing, config file, checks, ``config.json`` and the run's files as usual. For
-tests whose point is not Ray Train (``test_parser_through_ray_train`` and the two-node cluster test
-cover it), so they do not pay its start-up."""
+    tests whose point is not Ray Train (``test_parser_through_ray_train`` and the two-node cluster
+    test cover it), so they do not pay its start-up."""
     import torch
 
     import pipelines.train
