@@ -6,8 +6,8 @@ runs at about 13 GFLOP/s on one EPYC core, and the float64 parity checks spend 7
 there. A stride-1 k×k convolution is also the sum of k·k matrix products, one per kernel tap.
 Each product reads the padded input shifted by that tap. Computed over the padded width, with the
 extra columns dropped at the end, every shifted operand is a column window of the flattened
-channels × pixels matrix, which BLAS reads in place: no im2col, and about 33 GFLOP/s. The sums are the same, in another order (relative differences
-~1e-15, far under the 1e-9 parity tolerance).
+channels × pixels matrix, which BLAS reads in place: no im2col, and about 33 GFLOP/s. The sums
+are the same, in another order (relative differences ~1e-15, far under the 1e-9 tolerance).
 
 :class:`ShiftedFloat64Convolutions` applies it to every float64 CPU ``conv2d`` inside its ``with``
 block (a :class:`torch.overrides.TorchFunctionMode`, so the networks stay untouched). Other dtypes,
